@@ -1,0 +1,30 @@
+"""hcl: Hierarchical Contrastive Learning for multimodal data.
+
+A standalone, scikit-learn-style library: a mapping ``{modality_name: array (n, d_m)}`` in, blocks
+``{structure_name: array (n, r_S)}`` out, where a structure is a set of modalities named like
+``"codes+labs"``. It knows nothing of EHR, files, MLflow or DVC.
+
+Estimators are imported lazily so that ``import hcl`` stays cheap (torch is only loaded for ``HCL``).
+"""
+
+from importlib import import_module
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "LinearHCL": "hcl.linear",
+    "HCL": "hcl.deep",
+    "GroupLassoClassifier": "hcl.selection",
+    "GroupLassoRegressor": "hcl.selection",
+    "all_structures": "hcl.structures",
+    "structure_name": "hcl.structures",
+    "parse_structure": "hcl.structures",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'hcl' has no attribute {name!r}")

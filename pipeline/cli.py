@@ -1,0 +1,269 @@
+"""``ehr-hcl``: the command line. A thin shell: parse options, read ``params.yaml``, call one stage.
+
+Every stage also runs on its own with explicit paths (defaults from ``params.yaml``), so it can be scripted
+outside DVC. Exit codes: 0 success, 2 a user error (one line on stderr, no traceback), 1 a bug.
+
+Heavy libraries are imported inside the stage functions, so ``ehr-hcl --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+log = logging.getLogger("ehr_hcl")
+
+DEFAULT_COHORTS = ("in_hospital_mortality", "readmission_30d")
+
+DESCRIPTION = """\
+Hierarchical contrastive learning on EHR: MIMIC-IV or MEDS in; globally shared, partially shared and
+modality-private patient representations out; in-hospital mortality and 30-day readmission models
+tracked in MLflow. The stages, in pipeline order (DVC runs them for you with `dvc repro`):
+
+  synth     write a synthetic MIMIC-IV-shaped dataset from a known hierarchical latent model
+  ingest    MIMIC-IV tables or a MEDS dataset -> a MEDS event dataset (times = when facts became known)
+  cohort    a cohort YAML (cohorts/*.yaml) -> labels, subject-level splits, attrition, ACES export
+  features  events + labels -> one matrix per modality (codes, labs, medications, notes) + mask
+  audit     check features for leakage (nothing after the prediction time, no subject in two splits)
+  embed     fit HCL and baselines on train rows -> blocks per structure (e.g. codes+labs__0)
+  predict   models per representation; AUROC/AUPRC with CIs, calibration, subgroups, survival; MLflow
+  report    a self-contained HTML report per cohort
+  compare   the table of MLflow runs, best first
+  summary   the table of held_out metrics from metrics/*.json
+  ui        open the MLflow UI on this project's store (127.0.0.1)
+  run       the whole pipeline in one process, in a workspace folder (e.g. for MIMIC-IV)
+"""
+
+EPILOG = """\
+examples:
+  make demo                                    # whole synthetic pipeline through DVC
+  ehr-hcl run --source mimic-iv --input ../shared/data/mimic-iv-demo-2.2 --workspace workspaces/mimic-iv-demo
+  ehr-hcl cohort --config cohorts/readmission_30d.yaml --events data/events --output data/cohorts/readmission_30d
+  dvc exp run -S embed.hcl.embedding_dim=16    # an experiment with one HCL knob changed
+  ehr-hcl compare --task in_hospital_mortality
+"""
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--params",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="parameters file whose sections give the defaults (default: ./params.yaml if present)",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors; no progress bars")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ehr-hcl",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version="ehr-hcl 0.1.0")
+    sub = parser.add_subparsers(dest="command", metavar="STAGE")
+    sub.required = True
+
+    def stage(name: str, help_: str, description: str | None = None) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name,
+            help=help_,
+            description=textwrap.dedent(description or help_),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        _add_common(p)
+        return p
+
+    p = stage(
+        "synth",
+        "write a synthetic MIMIC-IV-shaped dataset with known ground truth",
+        """\
+        Write MIMIC-IV-shaped tables (hosp/*.csv.gz, note/*.csv.gz) generated from a known hierarchical
+        latent model, and the ground truth (factors, structures, true outcome probabilities) under truth/.
+        Deterministic by seed. Knobs: the `synth` section of params.yaml.""",
+    )
+    p.add_argument("--output", type=Path, default=Path("data/raw/synthetic"), help="output folder")
+    p.add_argument("--patients", type=int, default=None, help="number of patients (default: params synth.patients)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: params synth.seed)")
+
+    p = stage(
+        "ingest",
+        "MIMIC-IV tables or a MEDS dataset -> MEDS events",
+        """\
+        Read MIMIC-IV (hosp/, note/ as .csv.gz, .csv or parquet) or an existing MEDS dataset and write a
+        MEDS 0.4 dataset: data/*.parquet, metadata/codes.parquet, metadata/dataset.json,
+        metadata/subject_splits.parquet. Every event is stamped at the time it became available.
+        Rows that cannot be used are quarantined in quality/rejects.parquet and counted; --strict makes
+        them errors. Knobs: the `ingest` section of params.yaml.""",
+    )
+    p.add_argument("--source", choices=["mimic-iv", "meds"], default="mimic-iv", help="input layout")
+    p.add_argument("--input", type=Path, default=Path("data/raw/synthetic"), help="input folder")
+    p.add_argument("--output", type=Path, default=Path("data/events"), help="output MEDS folder")
+    p.add_argument("--strict", action="store_true", default=None, help="fail on row-level problems")
+
+    p = stage(
+        "cohort",
+        "cohort YAML -> labels, splits, attrition, ACES export",
+        """\
+        Build one cohort from a YAML definition (see cohorts/README.md for every field):
+        labels.parquet (subject_id, hadm_id, prediction_time, boolean_value, split, time-to-event and
+        subgroup columns), attrition.json, aces.yaml. The cohort's name is the file's stem.""",
+    )
+    p.add_argument("--config", type=Path, required=True, help="cohort YAML, e.g. cohorts/in_hospital_mortality.yaml")
+    p.add_argument("--events", type=Path, default=Path("data/events"), help="MEDS events folder")
+    p.add_argument("--output", type=Path, default=None, help="output folder (default: data/cohorts/<name>)")
+
+    p = stage(
+        "features",
+        "events + labels -> modality matrices, mask, provenance",
+        """\
+        Build one matrix per modality (codes, labs, medications, notes), row-aligned with the labels,
+        from events at or before each prediction time only; vocabularies, statistics and the note
+        encoder are fit on train rows. Runs the leakage audit afterwards. Knobs: `features` section.""",
+    )
+    p.add_argument("--labels", type=Path, required=True, help="labels.parquet from `ehr-hcl cohort`")
+    p.add_argument("--events", type=Path, default=Path("data/events"), help="MEDS events folder")
+    p.add_argument("--output", type=Path, required=True, help="output folder")
+    p.add_argument("--no-audit", action="store_true", help="skip the leakage audit (not recommended)")
+
+    p = stage("audit", "leakage audit of a features folder against its labels")
+    p.add_argument("--labels", type=Path, required=True, help="labels.parquet")
+    p.add_argument("--features", type=Path, required=True, help="features folder")
+    p.add_argument("--events", type=Path, default=None, help="MEDS events folder (enables label-window checks)")
+
+    p = stage(
+        "embed",
+        "fit HCL and baselines on train rows -> embeddings per structure",
+        """\
+        Fit each representation method listed in params `embed.methods` (hcl, linear_hcl, concat, pca,
+        clip, shared_private, jive) on train rows, transform every row, and write
+        <output>/<method>.parquet with columns <structure>__<k>; models and summaries go to --models.""",
+    )
+    p.add_argument("--features", type=Path, required=True, help="features folder")
+    p.add_argument("--labels", type=Path, required=True, help="labels.parquet")
+    p.add_argument("--output", type=Path, required=True, help="embeddings folder")
+    p.add_argument("--models", type=Path, required=True, help="folder for fitted models and summaries")
+
+    p = stage(
+        "predict",
+        "models per representation; metrics with CIs; survival; MLflow",
+        """\
+        For every representation in --embeddings and every model in params `predict.models`: fit on
+        train, tune on tuning, report on held_out (AUROC/AUPRC with subject-bootstrap CIs, Brier,
+        calibration, subgroups, Cox concordance). Logs runs to MLflow; registers the champion.""",
+    )
+    p.add_argument("--cohort", required=True, help="cohort name (= the MLflow experiment / task)")
+    p.add_argument("--labels", type=Path, required=True, help="labels.parquet")
+    p.add_argument("--embeddings", type=Path, required=True, help="embeddings folder")
+    p.add_argument("--metrics", type=Path, required=True, help="metrics JSON to write")
+    p.add_argument("--plots", type=Path, required=True, help="folder for plot data and figures")
+    p.add_argument("--truth", type=Path, default=None, help="synthetic truth admissions.parquet (oracle AUROC)")
+    p.add_argument("--source-name", default="synthetic", help="data source tag for MLflow")
+
+    p = stage("report", "self-contained HTML report for one cohort")
+    p.add_argument("--cohort", required=True, help="cohort name")
+    p.add_argument("--workspace", type=Path, default=Path("."), help="workspace root holding data/, models/, …")
+    p.add_argument("--output", type=Path, default=None, help="HTML file (default: reports/<cohort>.html)")
+
+    p = stage("compare", "table of MLflow runs (representation x model), best first")
+    p.add_argument("--task", default=None, help="one task (experiment name); default: all")
+
+    p = stage("summary", "table of held_out metrics from metrics/*.json")
+    p.add_argument("--workspace", type=Path, default=Path("."), help="workspace root")
+
+    p = stage("ui", "start the MLflow UI on this project's store")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=5000, help="port")
+
+    p = stage(
+        "run",
+        "the whole pipeline in one process, in a workspace folder",
+        """\
+        Run synth (for --source synthetic), ingest, and for each cohort: cohort, features, audit, embed,
+        predict, report; then print the summary. Outputs go under --workspace, so a MIMIC-IV run never
+        overwrites the DVC demo in the project root.""",
+    )
+    p.add_argument("--source", choices=["synthetic", "mimic-iv", "meds"], default="synthetic")
+    p.add_argument("--input", type=Path, default=None, help="input folder (not for synthetic)")
+    p.add_argument("--workspace", type=Path, required=True, help="output root, e.g. workspaces/mimic-iv-demo")
+    p.add_argument(
+        "--cohorts", nargs="+", type=Path, default=None, help="cohort YAMLs (default: the two in cohorts/)"
+    )
+    return parser
+
+
+def _setup_logging(quiet: bool, verbose: bool) -> None:
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    for noisy in ("mlflow", "alembic", "urllib3", "sentence_transformers", "httpx", "matplotlib", "filelock"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def _set_offline_environment() -> None:
+    # Hospital machines are offline: no telemetry, no model hub, no analytics.
+    for key, value in {
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "DVC_NO_ANALYTICS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }.items():
+        os.environ.setdefault(key, value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.quiet, args.verbose)
+    _set_offline_environment()
+    from pipeline.exceptions import UserError
+
+    try:
+        from pipeline import commands
+
+        handler = getattr(commands, f"cmd_{args.command}")
+        handler(args)
+    except UserError as exc:
+        print(f"ehr-hcl {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ehr-hcl {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an HCL input error is a user error too; anything else is a bug
+        if _is_hcl_error(exc):
+            print(f"ehr-hcl {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+            return 2
+        raise
+    return 0
+
+
+def _is_hcl_error(exc: BaseException) -> bool:
+    hcl_exceptions = sys.modules.get("hcl.exceptions")
+    return hcl_exceptions is not None and isinstance(exc, hcl_exceptions.HCLError)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def entry() -> None:
+    try:
+        code = main()
+    except Exception:  # a bug: show the traceback, exit 1
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    entry()

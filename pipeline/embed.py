@@ -1,0 +1,272 @@
+"""The ``embed`` stage: fit representation methods on train rows, transform every row.
+
+Input: a features folder (``<modality>.parquet`` + ``mask.parquet``, rows aligned with the labels).
+Output: ``<output>/<method>.parquet`` with float32 columns ``<structure>__<k>`` in label row order, an
+``embed_summary.json`` beside them, and per method a folder under ``--models`` with the fitted model (no
+pickles: JSON config + arrays), ``summary.csv`` and ``variance_explained.csv`` (modality x structure).
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import json
+import logging
+import time
+from importlib import import_module
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.exceptions import ConfigError, MissingInputError
+from pipeline.io import atomic_dir, write_json
+from pipeline.schema import EMBEDDING_COLUMN_SEPARATOR
+
+log = logging.getLogger(__name__)
+
+# method name -> (module, class). The pipeline swaps representation methods by these names.
+METHODS: dict[str, tuple[str, str]] = {
+    "hcl": ("hcl.deep", "HCL"),
+    "linear_hcl": ("hcl.linear", "LinearHCL"),
+    "concat": ("hcl.baselines", "Concat"),
+    "pca": ("hcl.baselines", "PCA"),
+    "clip": ("hcl.baselines", "CLIP"),
+    "shared_private": ("hcl.baselines", "SharedPrivate"),
+    "jive": ("hcl.baselines", "JIVE"),
+}
+MIN_COMPLETE_ROWS = 100
+
+
+class EmbedConfig(BaseModel):
+    """``embed`` section of params.yaml. Each method's keyword arguments go under its own name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    methods: list[str] = Field(default_factory=lambda: ["hcl", "linear_hcl", "concat", "pca"])
+    seed: int = 0
+    hcl: dict[str, Any] = Field(default_factory=dict)
+    linear_hcl: dict[str, Any] = Field(default_factory=dict)
+    concat: dict[str, Any] = Field(default_factory=dict)
+    pca: dict[str, Any] = Field(default_factory=dict)
+    clip: dict[str, Any] = Field(default_factory=dict)
+    shared_private: dict[str, Any] = Field(default_factory=dict)
+    jive: dict[str, Any] = Field(default_factory=dict)
+
+
+def load_features(features_dir: Path) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    """Modality matrices (float64, NaN rows where the modality is absent) and the mask frame."""
+    mask_path = features_dir / "mask.parquet"
+    if not mask_path.exists():
+        raise MissingInputError(f"{mask_path}: not found; run `ehr-hcl features` first")
+    mask = pd.read_parquet(mask_path)
+    X: dict[str, np.ndarray] = {}
+    for modality in mask.columns:
+        path = features_dir / f"{modality}.parquet"
+        if not path.exists():
+            raise MissingInputError(f"{path}: not found although mask.parquet lists modality {modality!r}")
+        frame = pd.read_parquet(path)
+        if len(frame) != len(mask):
+            raise MissingInputError(
+                f"{path}: {len(frame)} rows but mask.parquet has {len(mask)}; rerun `ehr-hcl features`"
+            )
+        values = frame.to_numpy(dtype=np.float64, copy=True)
+        values[~mask[modality].to_numpy(dtype=bool)] = np.nan
+        X[modality] = values
+    return X, mask
+
+
+def usable_modalities(X: dict[str, np.ndarray], train: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Drop modalities that cannot be learned from (no columns, or absent on every train row)."""
+    kept, dropped = {}, {}
+    for name, values in X.items():
+        observed = ~np.isnan(values[train]).any(axis=1) if values.shape[1] else np.zeros(train.sum(), bool)
+        if values.shape[1] == 0:
+            dropped[name] = "no feature columns"
+        elif observed.sum() < 2:
+            dropped[name] = f"present on {int(observed.sum())} train rows"
+        else:
+            kept[name] = values
+    return kept, dropped
+
+
+def standardise(X: dict[str, np.ndarray], train: np.ndarray) -> dict[str, np.ndarray]:
+    """Centre and scale each column with train-row statistics; constant columns are dropped to zero."""
+    out = {}
+    for name, values in X.items():
+        rows = values[train]
+        rows = rows[~np.isnan(rows).any(axis=1)]
+        mean = rows.mean(axis=0)
+        std = rows.std(axis=0)
+        std[std < 1e-8] = np.inf  # a constant column carries nothing; scale it to zero
+        out[name] = (values - mean) / std
+    return out
+
+
+def make_estimator(method: str, kwargs: dict[str, Any], seed: int, params_source: str = "params.yaml"):
+    if method not in METHODS:
+        hint = difflib.get_close_matches(method, METHODS, n=1)
+        raise ConfigError(
+            f"{params_source}: embed.methods contains unknown method {method!r}"
+            + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            + f"; choose from {sorted(METHODS)}"
+        )
+    module, cls_name = METHODS[method]
+    cls = getattr(import_module(module), cls_name)
+    accepted = inspect.signature(cls).parameters
+    for key in kwargs:
+        if key not in accepted:
+            hint = difflib.get_close_matches(key, accepted, n=1)
+            raise ConfigError(
+                f"{params_source}: embed.{method}.{key} is not a parameter of {cls_name}"
+                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                + f"; valid: {sorted(accepted)}"
+            )
+    kwargs = dict(kwargs)
+    if "random_state" in accepted:
+        kwargs.setdefault("random_state", seed)
+    if "verbose" in accepted:
+        kwargs.setdefault("verbose", False)
+    return cls(**kwargs)
+
+
+def block_frame(blocks: dict[str, np.ndarray]) -> pd.DataFrame:
+    columns: dict[str, np.ndarray] = {}
+    for structure, values in blocks.items():
+        values = np.asarray(values, dtype=np.float32)
+        for k in range(values.shape[1]):
+            columns[f"{structure}{EMBEDDING_COLUMN_SEPARATOR}{k}"] = values[:, k]
+    return pd.DataFrame(columns)
+
+
+def variance_explained(X: dict[str, np.ndarray], blocks: dict[str, np.ndarray], train: np.ndarray) -> pd.DataFrame:
+    """Share of each modality's (standardised) train variance linearly explained by each block.
+
+    Ridge-free least squares on train rows where the modality is present; rows x columns =
+    modality x structure. A uniform, method-agnostic view of which block carries which modality.
+    """
+    table = pd.DataFrame(0.0, index=list(X), columns=list(blocks))
+    for modality, values in X.items():
+        rows = train & ~np.isnan(values).any(axis=1)
+        target = values[rows]
+        total = float(((target - target.mean(axis=0)) ** 2).sum())
+        if total <= 0:
+            continue
+        for structure, block in blocks.items():
+            design = np.column_stack([np.ones(rows.sum()), np.asarray(block, dtype=np.float64)[rows]])
+            coef, *_ = np.linalg.lstsq(design, target, rcond=None)
+            resid = target - design @ coef
+            table.loc[modality, structure] = max(0.0, 1.0 - float((resid**2).sum()) / total)
+    table.index.name = "modality"
+    return table
+
+
+def _save_model(estimator, method: str, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    if hasattr(estimator, "save"):
+        estimator.save(folder / "model")
+        return
+    # Linear methods: fitted arrays as .npz (loaded with allow_pickle=False) + parameters as JSON.
+    arrays = {}
+    for name, value in vars(estimator).items():
+        if name.endswith("_") and not name.startswith("_"):
+            if isinstance(value, np.ndarray) and value.dtype != object:
+                arrays[name] = value
+            elif isinstance(value, dict) and all(isinstance(v, np.ndarray) for v in value.values()):
+                for key, arr in value.items():
+                    key_txt = "|".join(key) if isinstance(key, tuple) else str(key)
+                    arrays[f"{name}[{key_txt}]"] = arr
+    if arrays:
+        np.savez(folder / "fitted_arrays.npz", **arrays)
+    params = {k: v for k, v in estimator.get_params().items() if isinstance(v, str | int | float | bool | type(None) | dict | list)} if hasattr(estimator, "get_params") else {}
+    (folder / "params.json").write_text(json.dumps({"class": type(estimator).__name__, "params": params}, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def embed(
+    features_dir: Path,
+    labels_path: Path,
+    output_dir: Path,
+    models_dir: Path,
+    config: EmbedConfig,
+    params_source: str = "params.yaml",
+) -> dict:
+    """Fit every method of ``config.methods`` on train rows and write embeddings for all rows."""
+    features_dir, labels_path = Path(features_dir), Path(labels_path)
+    if not labels_path.exists():
+        raise MissingInputError(f"{labels_path}: not found; run `ehr-hcl cohort` first")
+    labels = pd.read_parquet(labels_path, columns=["split"])
+    X_raw, mask = load_features(features_dir)
+    if len(labels) != len(mask):
+        raise MissingInputError(
+            f"{features_dir}: {len(mask)} feature rows but {labels_path} has {len(labels)}; rerun `ehr-hcl features`"
+        )
+    train = (labels["split"] == "train").to_numpy()
+    if train.sum() < 10:
+        raise ConfigError(f"{labels_path}: only {int(train.sum())} train rows; need at least 10 to fit representations")
+    X_kept, dropped = usable_modalities(X_raw, train)
+    for name, why in dropped.items():
+        log.warning("embed: modality %r left out (%s); it is reported as absent", name, why)
+    if len(X_kept) < 2:
+        raise ConfigError(
+            f"{features_dir}: only {sorted(X_kept)} usable; HCL needs at least two modalities (dropped: {dropped})"
+        )
+    X = standardise(X_kept, train)
+    complete = train & np.all([~np.isnan(v).any(axis=1) for v in X.values()], axis=0)
+
+    summary: dict[str, Any] = {
+        "rows": int(len(labels)),
+        "train_rows": int(train.sum()),
+        "complete_train_rows": int(complete.sum()),
+        "modalities": {m: int(v.shape[1]) for m, v in X.items()},
+        "dropped_modalities": dropped,
+        "methods": {},
+    }
+    with atomic_dir(output_dir) as out_tmp, atomic_dir(models_dir) as models_tmp:
+        for method in config.methods:
+            kwargs = getattr(config, method, None) if method in METHODS else None
+            estimator = make_estimator(method, kwargs or {}, config.seed, params_source)
+            fit_rows = _fit_rows(method, X, train, complete)
+            X_fit = {m: v[fit_rows] for m, v in X.items()}
+            if method not in ("hcl", "clip", "shared_private"):  # linear methods need complete rows
+                X_fit = {m: np.nan_to_num(v, nan=0.0) for m, v in X_fit.items()}
+            start = time.perf_counter()
+            log.info("embed: fitting %s on %d train rows, modalities %s", method, int(fit_rows.sum()), list(X))
+            estimator.fit(X_fit)
+            blocks = estimator.transform(X if method in ("hcl", "clip", "shared_private", "linear_hcl") else {m: np.nan_to_num(v, nan=0.0) for m, v in X.items()})
+            seconds = time.perf_counter() - start
+            frame = block_frame(blocks)
+            if not np.isfinite(frame.to_numpy()).all():
+                raise RuntimeError(f"{method} produced non-finite embeddings")
+            frame.to_parquet(out_tmp / f"{method}.parquet", index=False, compression="zstd")
+            folder = models_tmp / method
+            _save_model(estimator, method, folder)
+            ve = getattr(estimator, "variance_explained_", None)
+            if not isinstance(ve, pd.DataFrame):
+                ve = variance_explained(X, blocks, train)
+            ve.to_csv(folder / "variance_explained.csv", float_format="%.6g")
+            est_summary = getattr(estimator, "summary", None)
+            if isinstance(est_summary, pd.DataFrame):
+                est_summary.to_csv(folder / "summary.csv", float_format="%.6g")
+            summary["methods"][method] = {
+                "structures": {s: int(np.asarray(b).shape[1]) for s, b in blocks.items()},
+                "columns": int(frame.shape[1]),
+                "fit_seconds": round(seconds, 2),
+            }
+            log.info("embed: %s -> %d blocks, %d columns in %.1f s", method, len(blocks), frame.shape[1], seconds)
+        write_json(summary, out_tmp / "embed_summary.json")
+    return summary
+
+
+def _fit_rows(method: str, X: dict[str, np.ndarray], train: np.ndarray, complete: np.ndarray) -> np.ndarray:
+    """Deep methods handle missing modalities themselves; linear ones fit on complete train rows if enough."""
+    if method in ("hcl", "clip", "shared_private"):
+        return train
+    if complete.sum() >= MIN_COMPLETE_ROWS:
+        return complete
+    log.warning(
+        "embed: %s fits on all %d train rows with absent modalities imputed at the train mean "
+        "(only %d complete rows)", method, int(train.sum()), int(complete.sum())
+    )
+    return train

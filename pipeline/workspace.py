@@ -1,0 +1,68 @@
+"""Where each stage reads and writes, relative to a workspace root (the project root by default).
+
+The synthetic demo lives in the project root (the DVC pipeline); other datasets get their own workspace
+folder (e.g. ``workspaces/mimic-iv-demo``) so their outputs never overwrite the demo's.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.exceptions import ConfigError
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+def check_name(name: str, what: str = "cohort name") -> str:
+    """Reject names that could escape the project folder once used in a path (``../../x``, ``a/b``)."""
+    if not _SAFE_NAME.match(name) or ".." in name:
+        raise ConfigError(
+            f"{what} {name!r} is not allowed: use letters, digits, '_', '-' or '.', starting with a letter or "
+            "digit (it becomes part of output paths)"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """The folder layout of one pipeline run (see the data contracts in ARCHITECTURE.md)."""
+
+    root: Path = Path(".")
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "data" / "raw" / "synthetic"
+
+    @property
+    def events(self) -> Path:
+        return self.root / "data" / "events"
+
+    def cohort(self, name: str) -> Path:
+        return self.root / "data" / "cohorts" / check_name(name)
+
+    def labels(self, name: str) -> Path:
+        return self.cohort(name) / "labels.parquet"
+
+    def features(self, name: str) -> Path:
+        return self.root / "data" / "features" / check_name(name)
+
+    def embeddings(self, name: str) -> Path:
+        return self.root / "data" / "embeddings" / check_name(name)
+
+    def models(self, name: str) -> Path:
+        return self.root / "models" / check_name(name)
+
+    def metrics(self, name: str) -> Path:
+        return self.root / "metrics" / f"{check_name(name)}.json"
+
+    def plots(self, name: str) -> Path:
+        return self.root / "plots" / check_name(name)
+
+    def report(self, name: str) -> Path:
+        return self.root / "reports" / f"{check_name(name)}.html"
+
+    @property
+    def truth(self) -> Path:
+        return self.raw / "truth" / "admissions.parquet"
