@@ -60,7 +60,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(
         prog="ehr-hcl",
         description=DESCRIPTION,
@@ -116,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
         labels.parquet (subject_id, hadm_id, prediction_time, boolean_value, split, time-to-event and
         subgroup columns), attrition.json, aces.yaml. The cohort's name is the file's stem.""",
     )
+    if argv[:1] == ["cohort"] and ("-h" in argv or "--help" in argv):
+        from pipeline.cohort import CLI_HELP  # the field reference; imported only for `cohort --help`
+
+        p.epilog = CLI_HELP
     p.add_argument("--config", type=Path, required=True, help="cohort YAML, e.g. cohorts/in_hospital_mortality.yaml")
     p.add_argument("--events", type=Path, default=Path("data/events"), help="MEDS events folder")
     p.add_argument("--output", type=Path, default=None, help="output folder (default: data/cohorts/<name>)")
@@ -220,7 +225,7 @@ def _set_offline_environment() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     _setup_logging(args.quiet, args.verbose)
     _set_offline_environment()

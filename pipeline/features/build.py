@@ -1,0 +1,476 @@
+"""The features stage: labels + MEDS events → one row-aligned matrix per modality, a mask and provenance.
+
+For every label row, an event may feed the row only if it belongs to the row's subject and its ``time`` (when
+the fact became available) is ``<= prediction_time`` — and, when a lookback is set, ``>= prediction_time -
+lookback``. This is one polars join on ``subject_id`` followed by a filter on time, per modality; no Python
+loop over rows. Everything learned (vocabularies, lab item choice, standardisation, the TF-IDF/SVD note
+encoder) is fit on rows with ``split == "train"`` only.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time as _time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from pipeline.exceptions import CohortError, InputSchemaError, MissingInputError
+from pipeline.features.codes import ModalityMatrix, aggregate_codes, build_codes
+from pipeline.features.labs import LAB_STATS, aggregate_labs, build_labs
+from pipeline.features.medications import aggregate_medications, build_medications
+from pipeline.features.notes import build_notes
+from pipeline.io import atomic_dir, write_json, write_parquet
+from pipeline.params import read_yaml
+from pipeline.schema import MODALITIES, SPLITS
+
+logger = logging.getLogger(__name__)
+
+Modality = Literal["codes", "labs", "medications", "notes"]
+LabStat = Literal["last", "mean", "min", "max", "count", "hours_since_last"]
+
+
+class CodesConfig(BaseModel):
+    """``features.codes`` in params.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
+    weighting: Literal["counts", "tfidf"] = "counts"
+    min_count: int = Field(5, ge=1, description="train rows a code must appear in")
+    max_width: int = Field(512, ge=1, description="maximum number of code columns")
+    icd_rollup: bool = Field(True, description="ICD-10 to 3 characters, ICD-9 to its category")
+
+
+class LabsConfig(BaseModel):
+    """``features.labs`` in params.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_items: int = Field(50, ge=1)
+    min_count: int = Field(5, ge=1, description="train rows a lab item must appear in")
+    stats: list[LabStat] = Field(default_factory=lambda: list(LAB_STATS), min_length=1)
+    missing_indicators: bool = True
+    window_hours: float | None = Field(
+        None, gt=0, description="only results this recent; None = whole history"
+    )
+
+    @field_validator("stats")
+    @classmethod
+    def _unique_stats(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"duplicate statistic in {value}")
+        return value
+
+
+class MedicationsConfig(BaseModel):
+    """``features.medications`` in params.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
+    min_count: int = Field(5, ge=1)
+    max_width: int = Field(256, ge=1)
+    log_counts: bool = False
+
+
+class NotesConfig(BaseModel):
+    """``features.notes`` in params.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
+    encoder: Literal["minilm", "tfidf"] = "minilm"
+    tfidf_dims: int = Field(64, ge=1)
+    tfidf_max_features: int = Field(20000, ge=10)
+    tfidf_fit_max_notes: int = Field(
+        20000, ge=2, description="train notes the TF-IDF + SVD is fit on (subsample)"
+    )
+    batch_size: int = Field(32, ge=1)
+    max_chunks_per_note: int = Field(8, ge=1)
+    random_state: int = 0
+
+
+class FeaturesConfig(BaseModel):
+    """The ``features`` section of params.yaml (every field has a default)."""
+
+    model_config = ConfigDict(extra="forbid")
+    modalities: list[Modality] = Field(default_factory=lambda: list(MODALITIES), min_length=1)
+    lookback_days: float | None = Field(
+        None,
+        gt=0,
+        description="history window; None = the cohort's (cohort.yaml beside labels) or all history",
+    )
+    codes: CodesConfig = Field(default_factory=CodesConfig)
+    labs: LabsConfig = Field(default_factory=LabsConfig)
+    medications: MedicationsConfig = Field(default_factory=MedicationsConfig)
+    notes: NotesConfig = Field(default_factory=NotesConfig)
+    cache_dir: str = "data/cache/notes"
+    join_batch_rows: int = Field(
+        20000,
+        ge=1,
+        description="label rows joined to their events at a time (bounds memory; no effect on output)",
+    )
+
+    @field_validator("modalities")
+    @classmethod
+    def _unique_modalities(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"duplicate modality in {value}")
+        return value
+
+
+# ---------------------------------------------------------------------------------------------------------
+# inputs
+
+FAMILY_PREFIX = {
+    "codes": ("DIAGNOSIS//", "PROCEDURE//"),
+    "labs": ("LAB//",),
+    "medications": ("MEDICATION//",),
+    "notes": ("NOTE//",),
+}
+_EVENT_COLUMNS = {
+    "subject_id": pl.Int64,
+    "time": pl.Datetime("us"),
+    "code": pl.String,
+    "numeric_value": pl.Float32,
+    "text_value": pl.String,
+}
+
+
+def scan_events(events_dir: Path) -> pl.LazyFrame:
+    """Lazy scan of a MEDS events folder (``<events_dir>/data/*.parquet``), typed as the features need.
+
+    Uses ``pipeline.sources.meds.read_events`` when it is available, else scans the shards directly.
+    """
+    events_dir = Path(events_dir)
+    try:
+        from pipeline.sources.meds import read_events  # type: ignore[import-not-found]
+    except ImportError:
+        read_events = None
+    if read_events is not None:
+        lf = read_events(events_dir)
+        if isinstance(lf, pl.DataFrame):
+            lf = lf.lazy()
+    else:
+        data = events_dir / "data"
+        files = sorted(data.rglob("*.parquet")) if data.is_dir() else []
+        if not files:
+            raise MissingInputError(
+                f"{data}: no event shards (*.parquet) found; run `ehr-hcl ingest` first or pass the right --events"
+            )
+        lf = pl.scan_parquet(files)
+    schema = lf.collect_schema()
+    for col in ("subject_id", "time", "code"):
+        if col not in schema:
+            raise InputSchemaError(
+                f"{events_dir}/data: column {col!r} missing (found {list(schema)}); rerun `ehr-hcl ingest`"
+            )
+    exprs = []
+    for col, dtype in _EVENT_COLUMNS.items():
+        exprs.append(pl.col(col).cast(dtype) if col in schema else pl.lit(None, dtype=dtype).alias(col))
+    return lf.select(exprs)
+
+
+def read_labels(labels_path: Path) -> pl.DataFrame:
+    """Labels with the columns the features need, validated (order kept; ``row_idx`` added)."""
+    labels_path = Path(labels_path)
+    if not labels_path.is_file():
+        raise MissingInputError(f"{labels_path}: labels file not found; run `ehr-hcl cohort` first")
+    try:
+        labels = pl.read_parquet(labels_path)
+    except Exception as exc:  # noqa: BLE001 - any reader failure is an unreadable input
+        raise InputSchemaError(
+            f"{labels_path}: not a readable parquet file ({type(exc).__name__}); rerun `ehr-hcl cohort`"
+        ) from None
+    for col in ("subject_id", "prediction_time", "split"):
+        if col not in labels.columns:
+            raise InputSchemaError(
+                f"{labels_path}: column {col!r} missing (found {labels.columns}); rerun `ehr-hcl cohort`"
+            )
+    if not isinstance(labels.schema["prediction_time"], pl.Datetime):
+        raise InputSchemaError(
+            f"{labels_path}: column 'prediction_time' has type {labels.schema['prediction_time']}, expected timestamp[us]"
+        )
+    for col in ("subject_id", "prediction_time", "split"):
+        n_null = labels[col].null_count()
+        if n_null:
+            first = int(labels.with_row_index().filter(pl.col(col).is_null())["index"][0])
+            raise InputSchemaError(
+                f"{labels_path}: column {col!r} has {n_null} null value(s), first at row {first}; fix the cohort"
+            )
+    bad = labels.filter(~pl.col("split").is_in(list(SPLITS)))
+    if bad.height:
+        raise InputSchemaError(
+            f"{labels_path}: column 'split' has value {bad['split'][0]!r}; expected one of {list(SPLITS)}"
+        )
+    return labels.with_columns(
+        pl.col("subject_id").cast(pl.Int64), pl.col("prediction_time").cast(pl.Datetime("us"))
+    ).with_row_index("row_idx")
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*$")
+_UNIT_DAYS = {
+    "d": 1.0,
+    "day": 1.0,
+    "days": 1.0,
+    "h": 1 / 24,
+    "hour": 1 / 24,
+    "hours": 1 / 24,
+    "w": 7.0,
+    "week": 7.0,
+    "weeks": 7.0,
+    "y": 365.25,
+    "year": 365.25,
+    "years": 365.25,
+}
+
+
+def _as_days(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        if value.strip().lower() == "all":
+            return None
+        try:  # the cohort stage's own duration grammar, when present
+            from pipeline.cohort.spec import parse_duration
+
+            return parse_duration(value).total_seconds() / 86400.0
+        except Exception:  # noqa: BLE001 - fall back to the small grammar below
+            pass
+        m = _DURATION.match(value.lower())
+        if m and m.group(2) in _UNIT_DAYS:
+            return float(m.group(1)) * _UNIT_DAYS[m.group(2)]
+    return None
+
+
+def cohort_lookback_days(labels_path: Path) -> float | None:
+    """Lookback (days) from ``cohort.yaml`` beside the labels, if it declares one; None = all history.
+
+    Looks for a ``lookback`` key (a duration such as ``365d`` or a number of days) anywhere under a
+    ``history``/``history_window``/``input_window`` mapping or at the top level.
+    """
+    path = Path(labels_path).parent / "cohort.yaml"
+    if not path.is_file():
+        return None
+    spec = read_yaml(path)
+    if not isinstance(spec, dict):
+        return None
+    candidates: list[Any] = [spec.get("lookback"), spec.get("lookback_days")]
+    for key in ("history", "history_window", "input_window"):
+        sub = spec.get(key)
+        if isinstance(sub, dict):
+            candidates += [sub.get("lookback"), sub.get("lookback_days")]
+        elif sub is not None:
+            candidates.append(sub)
+    for value in candidates:
+        days = _as_days(value)
+        if days is not None and days > 0:
+            logger.info("features: history window %.3g days (from %s)", days, path)
+            return days
+    return None
+
+
+def _window_lazy(rows: pl.DataFrame, events: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
+    """Pair each event with every label row of its subject that may see it (time rule); adds row_idx and
+    prediction_time."""
+    joined = events.lazy().join(
+        rows.lazy().select("row_idx", "subject_id", "prediction_time", "window_start"),
+        on="subject_id",
+        how="inner",
+    )
+    ok = (pl.col("time") <= pl.col("prediction_time")) & (
+        pl.col("window_start").is_null() | (pl.col("time") >= pl.col("window_start"))
+    )
+    return joined.filter(ok).drop("window_start")
+
+
+def _window(rows: pl.DataFrame, events: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """:func:`_window_lazy`, collected."""
+    return _window_lazy(rows, events).collect()
+
+
+def _subject_batches(rows: pl.DataFrame, batch_rows: int) -> list[tuple[int, int]]:
+    """Contiguous subject-id ranges holding about ``batch_rows`` label rows each."""
+    counts = rows.group_by("subject_id").len().sort("subject_id")
+    batch = (counts["len"].cum_sum() - 1) // batch_rows
+    ranges = (
+        counts.with_columns(batch.alias("b"))
+        .group_by("b")
+        .agg(pl.col("subject_id").min().alias("lo"), pl.col("subject_id").max().alias("hi"))
+        .sort("b")
+    )
+    return list(zip(ranges["lo"].to_list(), ranges["hi"].to_list(), strict=True))
+
+
+def _window_aggregate(
+    rows: pl.DataFrame, events: pl.DataFrame, aggregate: Any, config: Any, batch_rows: int
+) -> pl.DataFrame:
+    """Window events to rows and aggregate per (row, token), a batch of subjects at a time (bounded memory)."""
+    events = events.sort("subject_id", maintain_order=True)
+    ids = events["subject_id"]
+    parts = []
+    for lo, hi in _subject_batches(rows, batch_rows):
+        start, stop = ids.search_sorted(lo, side="left"), ids.search_sorted(hi, side="right")
+        batch_rows_ = rows.filter(pl.col("subject_id").is_between(lo, hi))
+        parts.append(
+            aggregate(_window_lazy(batch_rows_, events.slice(start, stop - start)), config).collect()
+        )
+    if not parts:
+        return aggregate(_window_lazy(rows, events), config).collect()
+    return pl.concat(parts)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the stage
+
+
+def build_features(
+    labels_path: Path,
+    events_dir: Path,
+    output_dir: Path,
+    config: FeaturesConfig,
+    progress: bool = True,
+    *,
+    _model: Any = None,
+) -> dict:
+    """Build every configured modality for the labels' rows and write them atomically.
+
+    Parameters
+    ----------
+    labels_path : Path
+        ``labels.parquet`` from the cohort stage (subject_id, prediction_time, split, ...).
+    events_dir : Path
+        MEDS events folder from ingest.
+    output_dir : Path
+        Folder to (re)create: ``<modality>.parquet`` (float32, label rows in label order), ``mask.parquet``,
+        ``provenance.parquet``, ``vocabulary.json``.
+    config : FeaturesConfig
+    progress : bool
+        Progress bar for note embedding.
+
+    Returns
+    -------
+    dict
+        ``rows``, and per modality ``columns``, ``rows_with_modality``, ``availability`` (fraction),
+        ``n_events`` and ``seconds``.
+    """
+    t_start = _time.perf_counter()
+    labels = read_labels(labels_path)
+    n_rows = labels.height
+    train_rows = (labels["split"] == "train").to_numpy()
+    if n_rows == 0:
+        raise CohortError(
+            f"{labels_path}: the cohort has no rows; check its criteria (attrition.json) and rebuild it"
+        )
+    if not train_rows.any():
+        raise CohortError(
+            f"{labels_path}: no row has split == 'train'; features are fit on train rows: check the cohort's "
+            "split fractions"
+        )
+    lookback = config.lookback_days if config.lookback_days is not None else cohort_lookback_days(labels_path)
+    start = (
+        pl.col("prediction_time") - pl.duration(microseconds=int(lookback * 86400e6))
+        if lookback is not None
+        else pl.lit(None, dtype=pl.Datetime("us"))
+    )
+    rows = labels.select("row_idx", "subject_id", "prediction_time", start.alias("window_start"))
+    events = scan_events(events_dir)
+    subjects = rows["subject_id"].unique().implode()
+
+    results: dict[str, ModalityMatrix] = {}
+    timings: dict[str, float] = {}
+    for modality in config.modalities:
+        t0 = _time.perf_counter()
+        prefixes = FAMILY_PREFIX[modality]
+        family = pl.any_horizontal([pl.col("code").str.starts_with(p) for p in prefixes])
+        scoped = events.filter(family & pl.col("subject_id").is_in(subjects))
+        if modality == "notes":
+            note_events = scoped.select("subject_id", "time", "text_value").collect()
+            n_untimed = note_events["time"].null_count()
+            note_events = note_events.filter(pl.col("time").is_not_null())
+            results[modality] = build_notes(
+                note_events,
+                lambda ev: _window(rows, ev),
+                n_rows,
+                train_rows,
+                config.notes,
+                config.cache_dir,
+                progress,
+                model=_model,
+            )
+        else:
+            cols = [pl.col("subject_id"), pl.col("time"), pl.col("code")]
+            if modality == "labs":  # the biggest table: categorical codes keep it small in memory
+                cols = cols[:2] + [pl.col("code").cast(pl.Categorical), pl.col("numeric_value")]
+            family_events = scoped.select(cols).collect()
+            n_untimed = family_events["time"].null_count()
+            aggregate, builder = {
+                "codes": (aggregate_codes, build_codes),
+                "labs": (aggregate_labs, build_labs),
+                "medications": (aggregate_medications, build_medications),
+            }[modality]
+            agg = _window_aggregate(
+                rows, family_events, aggregate, getattr(config, modality), config.join_batch_rows
+            )
+            del family_events
+            results[modality] = builder(agg, n_rows, train_rows, getattr(config, modality))
+        results[modality].run["n_events_without_time_excluded"] = int(n_untimed)
+        if n_untimed:
+            logger.warning(
+                "features: %d %s event(s) of the labelled subjects have no time and were not used",
+                n_untimed,
+                modality,
+            )
+        timings[modality] = _time.perf_counter() - t0
+        logger.info(
+            "features: %s: %d columns, %d/%d rows with events (%.1f s)",
+            modality,
+            len(results[modality].names),
+            int(results[modality].available.sum()),
+            n_rows,
+            timings[modality],
+        )
+
+    summary: dict[str, Any] = {
+        "rows": n_rows,
+        "n_train_rows": int(train_rows.sum()),
+        "lookback_days": lookback,
+        "modalities": {},
+    }
+    vocabulary: dict[str, Any] = {
+        "rows": n_rows,
+        "n_train_rows": int(train_rows.sum()),
+        "lookback_days": lookback,
+        "config": config.model_dump(),
+        "modalities": {},
+    }
+    mask_cols: dict[str, pl.Series] = {}
+    prov_cols: list[pl.Series] = [labels["subject_id"], labels["prediction_time"]]
+    if "hadm_id" in labels.columns:
+        prov_cols.insert(1, labels["hadm_id"])
+    with atomic_dir(output_dir) as tmp:
+        for modality, res in results.items():
+            frame = pl.from_numpy(
+                np.ascontiguousarray(res.values, dtype=np.float32), schema=res.names, orient="row"
+            )
+            write_parquet(frame, tmp / f"{modality}.parquet")
+            available = res.available
+            if not available.any() and not res.info.get("absent"):
+                logger.warning("features: modality %r is absent for every row (mask all False)", modality)
+            mask_cols[modality] = pl.Series(modality, available, dtype=pl.Boolean)
+            prov_cols.append(res.max_time.alias(f"{modality}__max_time"))
+            prov_cols.append(pl.Series(f"{modality}__n_events", res.n_events, dtype=pl.Int64))
+            vocabulary["modalities"][modality] = {"features": res.names, "train": res.info}
+            summary["modalities"][modality] = {
+                "columns": len(res.names),
+                "rows_with_modality": int(available.sum()),
+                "availability": round(float(available.mean()), 4) if n_rows else 0.0,
+                "n_events": int(res.n_events.sum()),
+                "seconds": round(timings[modality], 3),
+                "absent": bool(res.info.get("absent", False)),
+            }
+            summary["modalities"][modality].update(res.run)
+        write_parquet(pl.DataFrame(list(mask_cols.values())), tmp / "mask.parquet")
+        write_parquet(pl.DataFrame(prov_cols), tmp / "provenance.parquet")
+        write_json(vocabulary, tmp / "vocabulary.json")
+    summary["seconds"] = round(_time.perf_counter() - t_start, 3)
+    summary["output_dir"] = str(output_dir)
+    return summary

@@ -1,0 +1,125 @@
+"""Labs: per chosen lab item, summary statistics of the values stored before the prediction time.
+
+For every item (``LAB//<itemid>//<unit>``; a unit change makes a different item) and row: last value, mean,
+min, max, number of results and hours since the last result, each standardised with the mean and standard
+deviation over *train* rows that have the item (counts and hours on a ``log1p`` scale first), then 0 where the
+row has no value; plus one missingness indicator per item. Items are chosen by the number of train rows that
+have them. A result whose ``numeric_value`` is null still counts as a result (count, hours since last) but not
+in the value statistics.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from pipeline.features.codes import ModalityMatrix, empty_modality, fit_vocabulary, row_provenance
+
+LAB_STATS = ("last", "mean", "min", "max", "count", "hours_since_last")
+_LOG_STATS = {"count", "hours_since_last"}
+
+
+def aggregate_labs(windowed: pl.LazyFrame, config: Any) -> pl.LazyFrame:
+    """One batch of windowed LAB events → one line per (row_idx, token) with every statistic.
+
+    Applies ``config.window_hours``. Value statistics are null when the row has no numeric value for the item.
+    Columns: row_idx, token, n, max_time, last, mean, min, max, count, hours_since_last.
+    """
+    if config.window_hours is not None:
+        start = pl.col("prediction_time") - pl.duration(microseconds=int(config.window_hours * 3.6e9))
+        windowed = windowed.filter(pl.col("time") >= start)
+    value = pl.col("numeric_value").cast(pl.Float64)
+    return (
+        windowed.sort("time")  # group_by keeps row order inside groups: `last` is the latest result
+        .group_by("row_idx", pl.col("code").alias("token"))
+        .agg(
+            pl.len().cast(pl.Int64).alias("n"),
+            pl.col("time").max().alias("max_time"),
+            value.last(ignore_nulls=True).alias("last"),
+            value.mean().alias("mean"),
+            value.min().alias("min"),
+            value.max().alias("max"),
+            pl.col("prediction_time").first().alias("prediction_time"),
+        )
+        .with_columns(
+            pl.col("n").cast(pl.Float64).alias("count"),
+            ((pl.col("prediction_time") - pl.col("max_time")).dt.total_microseconds() / 3.6e9).alias(
+                "hours_since_last"
+            ),
+        )
+        .drop("prediction_time")
+        .with_columns(pl.col("token").cast(pl.String))
+    )
+
+
+def build_labs(agg: pl.DataFrame, n_rows: int, train_rows: np.ndarray, config: Any) -> ModalityMatrix:
+    """Lab features.
+
+    Parameters
+    ----------
+    agg : polars.DataFrame
+        Output of :func:`aggregate_labs` for all rows.
+    n_rows : int
+    train_rows : ndarray of shape (n_rows,), bool
+    config : LabsConfig
+        ``max_items``, ``min_count``, ``stats`` (subset of :data:`LAB_STATS`), ``missing_indicators``,
+        ``window_hours`` (only results stored within this many hours before the prediction time; None = all).
+
+    Returns
+    -------
+    ModalityMatrix with columns ``<item>__<stat>`` for each item and stat, then ``<item>__missing``.
+    """
+    items = fit_vocabulary(agg, train_rows, config.min_count, config.max_items)
+    if items.height == 0:
+        return empty_modality(
+            "labs", n_rows, f"no lab item reaches min_count={config.min_count} in train rows"
+        )
+    agg = agg.join(items.select("token", "col"), on="token", how="inner")
+    used = agg.select("row_idx", "n", "max_time")
+    n_items = items.height
+    rows = agg["row_idx"].to_numpy().astype(np.int64)
+    cols = agg["col"].to_numpy().astype(np.int64)
+    names = items["token"].to_list()
+    blocks: list[np.ndarray] = []
+    col_names: list[str] = []
+    stats_info: dict[str, dict[str, list[float]]] = {}
+    for stat in config.stats:
+        dense = np.full((n_rows, n_items), np.nan, dtype=np.float64)
+        dense[rows, cols] = agg[stat].to_numpy().astype(np.float64)  # nulls arrive as nan
+        if stat in _LOG_STATS:
+            dense = np.log1p(np.clip(dense, 0.0, None))
+        train = dense[train_rows]
+        with np.errstate(invalid="ignore"):
+            present = np.isfinite(train)
+            n_present = present.sum(axis=0)
+            mean = np.where(n_present > 0, np.nansum(train, axis=0) / np.maximum(n_present, 1), 0.0)
+            var = np.where(
+                n_present > 0,
+                np.nansum((train - mean[None, :]) ** 2, axis=0) / np.maximum(n_present, 1),
+                1.0,
+            )
+        std = np.sqrt(var)
+        std = np.where(std > 1e-12, std, 1.0)
+        standardised = (dense - mean[None, :]) / std[None, :]
+        standardised[~np.isfinite(standardised)] = 0.0
+        blocks.append(standardised.astype(np.float32))
+        col_names += [f"{name}__{stat}" for name in names]
+        stats_info[stat] = {
+            "train_mean": [round(float(v), 6) for v in mean],
+            "train_std": [round(float(v), 6) for v in std],
+        }
+    if config.missing_indicators:
+        missing = np.ones((n_rows, n_items), dtype=np.float32)
+        missing[rows, cols] = 0.0
+        blocks.append(missing)
+        col_names += [f"{name}__missing" for name in names]
+    n_events, max_time = row_provenance(used, n_rows)
+    info = {
+        "items": names,
+        "train_rows_with_item": items["df"].to_list(),
+        "window_hours": config.window_hours,
+        "standardisation": stats_info,
+    }
+    return ModalityMatrix(np.concatenate(blocks, axis=1), col_names, n_events, max_time, info)
