@@ -9,9 +9,11 @@ pickles: JSON config + arrays), ``summary.csv`` and ``variance_explained.csv`` (
 from __future__ import annotations
 
 import difflib
+import hashlib
 import inspect
 import json
 import logging
+import shutil
 import time
 from importlib import import_module
 from pathlib import Path
@@ -231,9 +233,15 @@ def embed(
             X_fit = {m: v[fit_rows] for m, v in X.items()}
             if method not in ("hcl", "clip", "shared_private"):  # linear methods need complete rows
                 X_fit = {m: np.nan_to_num(v, nan=0.0) for m, v in X_fit.items()}
+            checkpoint = _checkpoint_dir(models_dir, method, estimator, X_fit)
+            if checkpoint is not None:
+                estimator.set_params(checkpoint_dir=str(checkpoint))
             start = time.perf_counter()
             log.info("embed: fitting %s on %d train rows, modalities %s", method, int(fit_rows.sum()), list(X))
             estimator.fit(X_fit)
+            if checkpoint is not None:  # finished: the next fit with these inputs starts from scratch
+                estimator.set_params(checkpoint_dir=None)
+                shutil.rmtree(checkpoint, ignore_errors=True)
             blocks = estimator.transform(X if method in ("hcl", "clip", "shared_private", "linear_hcl") else {m: np.nan_to_num(v, nan=0.0) for m, v in X.items()})
             seconds = time.perf_counter() - start
             frame = block_frame(blocks)
@@ -257,6 +265,20 @@ def embed(
             log.info("embed: %s -> %d blocks, %d columns in %.1f s", method, len(blocks), frame.shape[1], seconds)
         write_json(summary, out_tmp / "embed_summary.json")
     return summary
+
+
+def _checkpoint_dir(models_dir: Path, method: str, estimator, X_fit: dict[str, np.ndarray]) -> Path | None:
+    """Per-epoch checkpoints of deep methods live outside the atomic output folder, keyed by the fit's
+    parameters and data, so a killed `embed` resumes where it stopped and a changed one never does."""
+    if "checkpoint_dir" not in estimator.get_params():
+        return None
+    digest = hashlib.sha256(method.encode())
+    digest.update(json.dumps(estimator.get_params(), sort_keys=True, default=str).encode())
+    for name in sorted(X_fit):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(X_fit[name]).tobytes())
+    models_dir = Path(models_dir)
+    return models_dir.parent / ".checkpoints" / models_dir.name / f"{method}-{digest.hexdigest()[:16]}"
 
 
 def _fit_rows(method: str, X: dict[str, np.ndarray], train: np.ndarray, complete: np.ndarray) -> np.ndarray:

@@ -41,6 +41,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
@@ -54,6 +55,13 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove_stale(path: Path) -> None:
+    """Delete temporary siblings that a killed earlier run of the same output left behind."""
+    for stale in path.parent.glob(f".{path.name}.*"):
+        if stale.name.endswith(".tmp") or ".old-" in stale.name:
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
 
 
 def write_json(obj: Any, path: str | os.PathLike) -> None:
