@@ -1,0 +1,206 @@
+"""Deep HCL: recovery on a small nonlinear simulation, determinism, persistence, resume, missing rows."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from hcl.deep import HCL  # noqa: E402
+from hcl.exceptions import NotFittedError, ValidationError  # noqa: E402
+from hcl.structures import all_structures  # noqa: E402
+
+from .conftest import r2_table, simulate  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::hcl.exceptions.ConvergenceWarning")
+
+FAST = dict(max_epochs=8, batch_size=128, hidden=(16,), embedding_dim=4, verbose=False, random_state=3)
+
+
+@pytest.fixture(scope="module")
+def fitted_recovery():
+    # every structure of rank 2 except the partially shared "a+c", which is absent
+    ranks = {s: 2 for s in all_structures(["a", "b", "c"]) if s != "a+c"}
+    sim = simulate(n=2000, seed=0, ranks=ranks)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = HCL(random_state=0, verbose=False, max_epochs=80, n_threads=1).fit(sim.X)
+    return sim, model
+
+
+def test_deep_recovers_shared_blocks(fitted_recovery):
+    sim, model = fitted_recovery
+    table = r2_table(model.transform(sim.X, structures=list(model.candidates_)), sim)
+    shared = [s for s in sim.z if "+" in s]
+    assert "a+c" not in shared
+    for s in shared:
+        assert table[(s, s)] >= 0.75, (s, table[(s, s)])
+        for t in shared:
+            if t != s:
+                assert table[(s, t)] <= 0.25, (s, t, table[(s, t)])
+
+
+def test_absent_shared_structure_is_pruned(fitted_recovery):
+    sim, model = fitted_recovery
+    summ = model.summary.set_index("structure")
+    assert set(model.structure_) == set(model.candidates_) - {"a+c"}
+    assert summ.loc["a+c", "alignment"] < 0.1 and not summ.loc["a+c", "kept"]
+    for s in ("a+b+c", "a+b", "b+c"):
+        assert summ.loc[s, "alignment"] > 0.5 and summ.loc[s, "kept"]
+    # the group penalty shrinks the unsupported heads below every supported shared structure's
+    assert summ.loc["a+c", "relative_norm"] < summ.loc[["a+b+c", "a+b", "b+c"], "relative_norm"].min()
+    assert set(model.transform(sim.X)) == set(model.structure_)
+
+
+def test_fitted_attributes_and_summary(fitted_recovery):
+    sim, model = fitted_recovery
+    assert model.modalities_ == ["a", "b", "c"]
+    assert list(model.candidates_) == all_structures(["a", "b", "c"])
+    assert len(model.history_) == model.n_epochs_ == len(model.val_history_)
+    assert model.history_[-1] < model.history_[0]
+    summ = model.summary
+    assert list(summ["structure"]) == list(model.candidates_)
+    assert {"kind", "dim", "head_norm_a", "head_norm_b", "head_norm_c", "alignment", "kept"} <= set(
+        summ.columns
+    )
+    assert np.isnan(summ.loc[summ.structure == "a", "head_norm_b"]).all()
+    assert summ.loc[summ.structure == "a+b+c", "kind"].item() == "global"
+
+
+def test_same_seed_gives_identical_results(small_sim):
+    a = HCL(**FAST).fit(small_sim.X).transform(small_sim.X)
+    b = HCL(**FAST).fit(small_sim.X).transform(small_sim.X)
+    c = HCL(**{**FAST, "random_state": 4}).fit(small_sim.X).transform(small_sim.X)
+    for s in a:
+        np.testing.assert_array_equal(a[s], b[s])
+    assert any(not np.array_equal(a[s], c[s]) for s in a)
+
+
+def test_save_load_round_trip(tmp_path, small_sim):
+    model = HCL(**FAST).fit(small_sim.X)
+    path = model.save(tmp_path / "model")
+    assert sorted(p.name for p in path.iterdir()) == ["config.json", "weights.safetensors"]
+    cfg = json.loads((path / "config.json").read_text())
+    assert cfg["modalities"] == ["a", "b", "c"]
+    loaded = HCL.load(path)
+    before, after = model.transform(small_sim.X), loaded.transform(small_sim.X)
+    assert before.keys() == after.keys()
+    for s in before:
+        np.testing.assert_array_equal(before[s], after[s])
+    assert loaded.structure_ == model.structure_ and loaded.history_ == model.history_
+    model.save(path)  # overwriting an existing model folder works
+    with pytest.raises(ValidationError, match="config.json"):
+        HCL.load(tmp_path / "nowhere")
+
+
+def test_resume_after_interrupt_equals_uninterrupted(tmp_path, small_sim, monkeypatch):
+    params = {**FAST, "patience": None, "max_epochs": 6}
+    reference = HCL(**params).fit(small_sim.X)
+
+    def interrupt(self, epoch):
+        if epoch == 3:
+            raise KeyboardInterrupt
+
+    ckpt = tmp_path / "ckpt"
+    monkeypatch.setattr(HCL, "_epoch_end", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        HCL(**params, checkpoint_dir=ckpt).fit(small_sim.X)
+    monkeypatch.undo()
+    assert (ckpt / "checkpoint.pt").is_file()
+    resumed = HCL(**params, checkpoint_dir=ckpt).fit(small_sim.X)
+    assert resumed.history_ == reference.history_
+    a, b = reference.transform(small_sim.X), resumed.transform(small_sim.X)
+    for s in a:
+        np.testing.assert_array_equal(a[s], b[s])
+
+
+def test_checkpoint_from_other_data_is_refused(tmp_path, small_sim):
+    ckpt = tmp_path / "ckpt"
+    HCL(**FAST, checkpoint_dir=ckpt).fit(small_sim.X)
+    other = {m: a + 1.0 for m, a in small_sim.X.items()}
+    with pytest.raises(ValidationError, match="checkpoint"):
+        HCL(**FAST, checkpoint_dir=ckpt).fit(other)
+
+
+def test_missing_modality_rows():
+    sim = simulate(n=400, missing={"a": 0.3, "c": 0.2}, seed=2)
+    model = HCL(**FAST).fit(sim.X)
+    out = model.transform(sim.X, structures=list(model.candidates_))
+    for s, block in out.items():
+        assert block.shape == (400, model.candidates_[s]) and np.isfinite(block).all()
+    miss_a = ~sim.mask["a"]
+    assert miss_a.sum() == 120
+    np.testing.assert_array_equal(out["a"][miss_a], 0.0)  # no modality of "a": zeros
+    assert np.abs(out["a+b"][miss_a]).sum() > 0  # b's encoder is used
+    # a row's block for a+b uses only b when a is missing: equals b's head alone
+    only_b = model.transform(
+        {"a": np.full_like(sim.X["a"], np.nan), "b": sim.X["b"], "c": sim.X["c"]}, structures=["a+b"]
+    )
+    np.testing.assert_allclose(out["a+b"][miss_a], only_b["a+b"][miss_a], rtol=1e-6, atol=1e-7)
+
+
+def test_errors_are_clear(small_sim):
+    with pytest.raises(NotFittedError):
+        HCL().transform(small_sim.X)
+    with pytest.raises(ValidationError, match="loss"):
+        HCL(loss="triplet").fit(small_sim.X)
+    with pytest.raises(ValidationError, match="unknown modality|not a"):
+        HCL(structures=["a+z"], **{k: v for k, v in FAST.items()}).fit(small_sim.X)
+    model = HCL(**FAST).fit(small_sim.X)
+    with pytest.raises(ValidationError, match="'b'"):
+        model.transform({"a": small_sim.X["a"], "c": small_sim.X["c"]})
+    with pytest.raises(ValidationError, match="columns"):
+        model.transform({**small_sim.X, "b": small_sim.X["b"][:, :5]})
+
+
+def test_structures_dict_and_params_contract(small_sim):
+    model = HCL(structures={"a+b": 3, "c": 2}, **{k: v for k, v in FAST.items() if k != "embedding_dim"})
+    assert model.get_params()["structures"] == {"a+b": 3, "c": 2}
+    model.fit(small_sim.X)
+    assert model.candidates_ == {"a+b": 3, "c": 2}
+    out = model.transform(small_sim.X, structures=["a+b", "c"])
+    assert out["a+b"].shape == (400, 3) and out["c"].shape == (400, 2)
+    from sklearn.base import clone
+
+    c = clone(model)
+    assert c.get_params() == model.get_params() and not hasattr(c, "net_")
+
+
+def test_verbose_false_is_silent(small_sim, capsys):
+    HCL(**FAST).fit(small_sim.X)
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+def test_hitting_max_epochs_warns(small_sim):
+    from hcl.exceptions import ConvergenceWarning
+
+    with pytest.warns(ConvergenceWarning, match="max_epochs=8"):
+        HCL(**FAST).fit(small_sim.X)
+
+
+@pytest.mark.parametrize("extra", [{"loss": "infonce", "temperature": 0.2}, {"hidden": ()}, {"hidden": 8}])
+def test_variants_train_and_decrease_the_objective(small_sim, extra):
+    params = {**FAST, "patience": None, "max_epochs": 10, **extra}
+    model = HCL(**params).fit(small_sim.X)
+    assert model.history_[-1] < model.history_[0]
+    out = model.transform(small_sim.X)
+    assert all(np.isfinite(b).all() and b.shape[0] == 400 for b in out.values())
+
+
+def test_strict_missing_drops_rows_whose_observed_part_is_a_smaller_candidate(small_sim):
+    import torch
+
+    model = HCL(**FAST).fit(small_sim.X)
+    # rows: all observed | only b, c | only a, b | only c
+    mask = torch.tensor([[True, False, True, False], [True, True, True, False], [True, True, False, True]])
+    got = model._alignment_mask("a+b+c", ("a", "b", "c"), mask)
+    assert got[:, 0].all() and not got[:, 1].any() and not got[:, 2].any()
+    model.set_params(strict_missing=False)
+    torch.testing.assert_close(model._alignment_mask("a+b+c", ("a", "b", "c"), mask), mask)
+    # a pair has no smaller shared candidate: unchanged
+    pair = mask[:2]
+    model.set_params(strict_missing=True)
+    torch.testing.assert_close(model._alignment_mask("a+b", ("a", "b"), pair), pair)
