@@ -85,6 +85,18 @@ class NotesConfig(BaseModel):
     )
     batch_size: int = Field(32, ge=1)
     max_chunks_per_note: int = Field(8, ge=1)
+    chunking: Literal["sentence", "window"] = Field(
+        "sentence",
+        description=(
+            "MiniLM only: 'sentence' embeds each distinct sentence once and averages them per note "
+            "(word-count weighted); 'window' embeds whole notes in consecutive token windows"
+        ),
+    )
+    sentence_batch_size: int = Field(
+        128,
+        ge=1,
+        description="MiniLM sentence mode: sentences per forward pass (short inputs, so larger than batch_size)",
+    )
     random_state: int = 0
 
 

@@ -5,6 +5,21 @@ a row's vector is the mean of the vectors of its notes. Embeddings are cached on
 ``sha256(text)`` under a folder named after the encoder, so a rerun embeds only new notes. Note text is
 never logged, never put in an error message and never written anywhere but the encoder's input: the cache
 holds hashes and vectors only.
+
+MiniLM has two chunking modes (``features.notes.chunking``):
+
+- ``"sentence"`` (default): a note is split into sentences (:func:`split_sentences`), each *distinct*
+  sentence is embedded once (a sentence longer than the model's window is cut into token windows, as whole
+  notes are in window mode) and the note vector is the mean of its sentence vectors **weighted by each
+  sentence's word count** (an approximation of its token count that needs no tokenizer), L2-renormalised.
+  Why: all-MiniLM-L6-v2 was trained on sentence-level pairs (128 tokens), so it is used at the length it
+  was trained for; and clinical notes are heavily templated and copy-forwarded, so the same sentences recur
+  across notes and each is embedded once (a content-addressed cache: ``sha256(sentence)`` in the encoder's
+  folder, the same scheme and folder as whole-note vectors, since a sentence's vector is exactly
+  ``encoder.encode(sentence)``). Note vectors are cached too (folder ``<encoder>-sentmean-v<splitter
+  version>``), so a rerun embeds nothing and loads no model.
+- ``"window"``: the whole note is cut into consecutive token windows of the model's maximum length, the
+  window vectors are averaged (the original behaviour).
 """
 
 from __future__ import annotations
@@ -21,12 +36,22 @@ import numpy as np
 import polars as pl
 
 from pipeline.features.codes import ModalityMatrix, empty_modality, row_provenance
-from pipeline.features.text_encoders import MiniLMEncoder, TfidfSVDEncoder, text_hash
+from pipeline.features.text_encoders import (
+    SPLITTER_VERSION,
+    MiniLMEncoder,
+    TfidfSVDEncoder,
+    split_sentences,
+    text_hash,
+    word_count,
+)
 from pipeline.io import write_parquet
 
 logger = logging.getLogger(__name__)
 
 CACHE_FLUSH_NOTES = 2048  # write a cache part at least this often, so an interrupted run keeps its work
+NOTE_BLOCK = 4096  # sentence mode: notes split and looked up in the sentence cache at a time
+# sentence mode: sentence vectors kept in memory (~0.4 GB at 384-d) before a reset
+MAX_MEMORY_SENTENCES = 250_000
 
 
 class EmbeddingCache:
@@ -77,9 +102,10 @@ class EmbeddingCache:
 
 def _make_encoder(config: Any, model: Any = None) -> MiniLMEncoder | TfidfSVDEncoder:
     if config.encoder == "minilm":
-        return MiniLMEncoder(
-            batch_size=config.batch_size, max_chunks_per_note=config.max_chunks_per_note, model=model
-        )
+        # sentences are short (~15-30 tokens): bigger batches keep the number of forward passes (whose fixed
+        # cost grows when the 2 cores are contended) near that of window mode, for the same number of tokens
+        batch = config.sentence_batch_size if config.chunking == "sentence" else config.batch_size
+        return MiniLMEncoder(batch_size=batch, max_chunks_per_note=config.max_chunks_per_note, model=model)
     return TfidfSVDEncoder(
         dims=config.tfidf_dims,
         max_features=config.tfidf_max_features,
@@ -161,6 +187,159 @@ def embed_notes(
     return out, stats
 
 
+def embed_notes_by_sentence(
+    texts: list[str],
+    encoder: Any,
+    cache_dir: str | Path | None,
+    batch_size: int,
+    progress: bool = True,
+    splitter: Callable[[str], list[str]] = split_sentences,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Embed distinct note texts as the word-count-weighted mean of their distinct sentences' vectors.
+
+    Parameters
+    ----------
+    texts : list of str
+        Distinct, non-blank note texts.
+    encoder : MiniLMEncoder (or any object with ``name``, ``dim`` and ``encode(texts)``)
+        Applied to sentences; it windows a sentence longer than the model's maximum length.
+    cache_dir : path or None
+        None disables both caches (sentences are still embedded once per run).
+    batch_size : int
+        New sentences per encoder call.
+    progress : bool
+        Show a tqdm bar in notes/second, with the number of sentences embedded and reused.
+    splitter : callable
+        ``text -> list of sentences`` (default :func:`split_sentences`).
+
+    Returns
+    -------
+    vectors : ndarray of shape (len(texts), encoder.dim), float32, rows L2-normalised
+    stats : dict
+        n_notes, n_cache_hits (notes), n_embedded (notes computed), n_sentences (sentence occurrences in
+        the computed notes), n_sentences_embedded, n_sentences_from_cache (distinct sentences read from the
+        disk cache), embed_seconds, notes_per_second.
+    """
+    from tqdm.auto import tqdm
+
+    dim = encoder.dim
+    note_keys = [text_hash(t) for t in texts]
+    out = np.zeros((len(texts), dim), dtype=np.float32)
+    use_cache = cache_dir is not None
+    note_cache = (
+        EmbeddingCache(cache_dir, f"{encoder.name}-sentmean-v{SPLITTER_VERSION}", dim) if use_cache else None
+    )
+    sent_cache = EmbeddingCache(cache_dir, encoder.name, dim) if use_cache else None
+    hits = note_cache.lookup(note_keys) if note_cache is not None else {}
+    todo = [i for i, k in enumerate(note_keys) if k not in hits]
+    for i, k in enumerate(note_keys):
+        if k in hits:
+            out[i] = hits[k]
+    memory: dict[str, np.ndarray] = {}  # sentence key -> vector
+    known: dict[str, tuple[str, int]] = {}  # sentence text -> (key, weight), this run only, never written
+    n_occ = n_embedded = n_from_disk = 0
+    pend_sent_keys: list[str] = []
+    pend_sent_vecs: list[np.ndarray] = []
+    pend_note_keys: list[str] = []
+    pend_note_vecs: list[np.ndarray] = []
+    step = max(1, int(batch_size))
+    start = _time.perf_counter()
+    with tqdm(
+        total=len(todo), unit="notes", desc="embedding notes (sentences)", disable=not progress or not todo
+    ) as bar:
+        for b in range(0, len(todo), NOTE_BLOCK):
+            block = todo[b : b + NOTE_BLOCK]
+            if len(memory) > MAX_MEMORY_SENTENCES or len(known) > MAX_MEMORY_SENTENCES:
+                memory.clear()  # bounded memory; the disk cache (if any) still holds every vector
+                known.clear()
+            keys_of: list[list[str]] = []
+            weights_of: list[np.ndarray] = []
+            text_of: dict[str, str] = {}  # distinct sentences of the block not in memory, first-seen order
+            for i in block:
+                sentences = splitter(texts[i]) or [texts[i]]
+                for x in sentences:
+                    if x not in known:  # templated text: most sentences are hashed and counted only once
+                        known[x] = (text_hash(x), word_count(x))
+                keys = [known[x][0] for x in sentences]
+                keys_of.append(keys)
+                weights_of.append(np.array([known[x][1] for x in sentences], dtype=np.float64))
+                for k, x in zip(keys, sentences, strict=True):
+                    if k not in memory and k not in text_of:
+                        text_of[k] = x
+                n_occ += len(keys)
+            if sent_cache is not None and text_of:
+                found = sent_cache.lookup(list(text_of))
+                memory.update(found)
+                n_from_disk += len(found)
+            missing = [k for k in text_of if k not in memory]
+            # a note is finished once the last of its new sentences is embedded (first-seen order), so the
+            # bar advances after every encoder call
+            pos = {k: j for j, k in enumerate(missing)}
+            last = np.array([max((pos.get(k, -1) for k in keys), default=-1) for keys in keys_of])
+            order = np.argsort(last, kind="stable")
+            last_sorted = last[order]
+            done = 0
+            for e0 in range(-step, len(missing), step):  # the first pass finishes notes needing nothing new
+                if e0 >= 0:
+                    chunk = missing[e0 : e0 + step]
+                    vecs = np.asarray(encoder.encode([text_of[k] for k in chunk]), dtype=np.float32)
+                    memory.update(zip(chunk, vecs, strict=True))
+                    n_embedded += len(chunk)
+                    pend_sent_keys += chunk
+                    pend_sent_vecs.append(vecs)
+                    if sent_cache is not None and len(pend_sent_keys) >= CACHE_FLUSH_NOTES:
+                        sent_cache.add(pend_sent_keys, np.concatenate(pend_sent_vecs))
+                        pend_sent_keys, pend_sent_vecs = [], []
+                upto = max(e0 + step, 0)
+                new = int(np.searchsorted(last_sorted, upto, side="left"))
+                for j in order[done:new]:
+                    mat = np.stack([memory[k] for k in keys_of[j]]).astype(np.float64)
+                    vec = weights_of[j] @ mat
+                    norm = float(np.linalg.norm(vec))
+                    if norm > 0:
+                        vec /= norm
+                    out[block[j]] = vec
+                    pend_note_keys.append(note_keys[block[j]])
+                    pend_note_vecs.append(vec.astype(np.float32))
+                bar.update(new - done)
+                bar.set_postfix_str(
+                    f"sentences: {n_embedded} embedded, {n_from_disk} from cache, {n_occ} seen", refresh=False
+                )
+                done = new
+            if done != len(block):  # cannot happen: every sentence of the block is in memory by now
+                raise RuntimeError(f"notes: {len(block) - done} notes of a block were left unfinished")
+            if sent_cache is not None and pend_sent_keys:
+                sent_cache.add(pend_sent_keys, np.concatenate(pend_sent_vecs))
+                pend_sent_keys, pend_sent_vecs = [], []
+            if note_cache is not None and pend_note_keys:
+                note_cache.add(pend_note_keys, np.stack(pend_note_vecs))
+            pend_note_keys, pend_note_vecs = [], []
+    seconds = _time.perf_counter() - start
+    stats = {
+        "n_notes": len(texts),
+        "n_cache_hits": len(texts) - len(todo),
+        "n_embedded": len(todo),
+        "n_sentences": n_occ,
+        "n_sentences_embedded": n_embedded,
+        "n_sentences_from_cache": n_from_disk,
+        "embed_seconds": round(seconds, 3),
+        "notes_per_second": round(len(todo) / seconds, 2) if todo and seconds > 0 else None,
+    }
+    logger.info(
+        "notes: %d distinct notes, %d from cache, %d computed from %d sentence occurrences "
+        "(%d sentences embedded with %s, %d from the sentence cache; %s notes/s)",
+        stats["n_notes"],
+        stats["n_cache_hits"],
+        stats["n_embedded"],
+        n_occ,
+        n_embedded,
+        encoder.name,
+        n_from_disk,
+        stats["notes_per_second"],
+    )
+    return out, stats
+
+
 def build_notes(
     note_events: pl.DataFrame,
     window: Callable[[pl.DataFrame], pl.DataFrame],
@@ -222,8 +401,11 @@ def build_notes(
     texts = texts_all.gather(reachable).to_list()
     try:
         # MiniLM: several model batches per call (better length sorting); TF-IDF: big cheap batches
-        step = 8 * config.batch_size if isinstance(encoder, MiniLMEncoder) else 4096
-        vectors, stats = embed_notes(texts, encoder, cache_dir, step, progress)
+        step = 8 * encoder.batch_size if isinstance(encoder, MiniLMEncoder) else 4096
+        if isinstance(encoder, MiniLMEncoder) and config.chunking == "sentence":
+            vectors, stats = embed_notes_by_sentence(texts, encoder, cache_dir, step, progress)
+        else:
+            vectors, stats = embed_notes(texts, encoder, cache_dir, step, progress)
     except ValueError:
         if not isinstance(encoder, TfidfSVDEncoder):
             raise
@@ -232,7 +414,10 @@ def build_notes(
     info["encoder_name"] = encoder.name
     info["dim"] = encoder.dim
     if isinstance(encoder, MiniLMEncoder):
-        run["n_truncated_notes"] = encoder.n_truncated_
+        info["chunking"] = config.chunking
+        # window mode: notes cut at max_chunks_per_note windows; sentence mode: sentences cut so
+        key = "n_truncated_notes" if config.chunking == "window" else "n_truncated_sentences"
+        run[key] = encoder.n_truncated_
         run["n_chunks"] = encoder.n_chunks_
     # position of each reachable note in `vectors`
     local = np.full(int(texts_all.len()), -1, dtype=np.int64)

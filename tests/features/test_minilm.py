@@ -1,4 +1,7 @@
-"""The real MiniLM note encoder (loaded once for this module): semantics, chunking, caching through the stage."""
+"""The real MiniLM note encoder (loaded once per process): semantics, token windows, caching through the stage.
+
+Sentence chunking (the default) is tested in ``test_notes_chunking.py``.
+"""
 
 from __future__ import annotations
 
@@ -65,6 +68,9 @@ def test_stage_with_minilm_caches_embeddings(tmp_path, minilm_model):
     s2 = build_features(labels_path, events_dir, tmp_path / "b", cfg, progress=False, _model=minilm_model)
     n_distinct = 12 + 1  # one radiology note per subject + the shared discharge note
     assert s1["modalities"]["notes"]["n_embedded"] == n_distinct
+    # default chunking is by sentence; each of these notes is one sentence, so as many sentences as notes
+    assert cfg.notes.chunking == "sentence"
+    assert s1["modalities"]["notes"]["n_sentences_embedded"] == n_distinct
     assert s2["modalities"]["notes"]["n_embedded"] == 0
     assert s2["modalities"]["notes"]["n_cache_hits"] == n_distinct
     a = pl.read_parquet(tmp_path / "a" / "notes.parquet")
