@@ -1,0 +1,88 @@
+"""``ehr-hcl compare``: a table of the latest runs from MLflow, best first.
+
+One row per task × representation × model of the latest finished parent run of each task:
+AUROC [95% CI], AUPRC [95% CI], Brier, C-index. Rows are sorted by task, then AUROC descending.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+COLUMNS = ("task", "representation", "model", "AUROC [95% CI]", "AUPRC [95% CI]", "Brier", "C-index")
+
+
+def _num(v: Any, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    return f"{v:.{digits}f}"
+
+
+def _ci(row: dict, name: str) -> str:
+    if row.get(name) is None:
+        return "–"
+    return f"{_num(row.get(name))} [{_num(row.get(name + '_lo'))}, {_num(row.get(name + '_hi'))}]"
+
+
+def comparison_rows(runs: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    """Formatted rows (see :data:`COLUMNS`) from :func:`pipeline.tracking.task_runs` output, best first."""
+    ordered = sorted(
+        runs,
+        key=lambda r: (
+            r["task"],
+            -(r.get("auroc") if r.get("auroc") is not None else -1.0),
+            r["representation"],
+            r["model"],
+        ),
+    )
+    return [
+        (
+            r["task"],
+            r["representation"],
+            r["model"],
+            _ci(r, "auroc"),
+            _ci(r, "auprc"),
+            _num(r.get("brier")),
+            _num(r.get("c_index")),
+        )
+        for r in ordered
+    ]
+
+
+def format_table(rows: list[tuple[str, ...]], columns: tuple[str, ...] = COLUMNS) -> str:
+    """Plain-text table with aligned columns."""
+    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
+    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(out)
+
+
+def compare(task: str | None, tracking) -> str:
+    """The comparison table for ``task`` (or every task) as text.
+
+    Parameters
+    ----------
+    task : a task (= cohort, = MLflow experiment) name, or None for all tasks.
+    tracking : :class:`pipeline.tracking.TrackingConfig`.
+
+    Raises
+    ------
+    pipeline.exceptions.ConfigError
+        ``task`` has no experiment in the store (the message lists the known tasks).
+    """
+    from pipeline.tracking import resolve_tracking_uri, task_runs
+
+    uri = resolve_tracking_uri(tracking)
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists():
+        return f"no MLflow store at {uri}; run `ehr-hcl predict` first (or set tracking.tracking_uri in params.yaml)"
+    runs = task_runs(tracking, task)
+    if not runs:
+        where = resolve_tracking_uri(tracking)
+        return (
+            f"no finished predict runs in {where}"
+            + (f" for task {task!r}" if task else "")
+            + "; run `ehr-hcl predict` first"
+        )
+    return format_table(comparison_rows(runs))

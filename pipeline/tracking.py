@@ -1,0 +1,383 @@
+"""The one module that talks to MLflow.
+
+Layout: one experiment per task (= cohort name); one parent run per pipeline execution; nested runs per
+representation × model. The tracking store is SQLite at an **absolute** path (``<project root>/mlflow.db``
+by default) with artifacts beside it (``<project root>/mlartifacts``), so runs started from a DVC
+experiment copy land in the project's store.
+
+Runs are opened with :func:`tracked_run`, which ends them FINISHED, FAILED (any exception) or KILLED
+(Ctrl-C). Models are logged without pickle: linear models as JSON weights behind a pyfunc loader module,
+scikit-learn models in skops format made of scikit-learn types only. mlflow is imported lazily.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from pipeline.exceptions import ConfigError
+from pipeline.io import write_json
+
+logger = logging.getLogger(__name__)
+
+ROLE_TAG = "ehr_hcl.role"
+# HistGradientBoosting stores its trees as TreePredictor, a scikit-learn type skops does not trust by default
+# (a *tampered* file could hold out-of-range node indices). We trust exactly this one scikit-learn type for
+# models this project logged into its own artifact store; nothing outside scikit-learn is ever trusted.
+SKOPS_TRUSTED_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
+PIP_REQUIREMENTS = ["mlflow>=3.0,<4", "scikit-learn>=1.4", "numpy>=1.26", "pandas>=2.1,<3", "skops"]
+MAX_PARAM_LEN = 6000
+
+
+class TrackingConfig(BaseModel):
+    """Where and how runs are recorded (``tracking`` section of ``params.yaml``).
+
+    Attributes
+    ----------
+    tracking_uri : None → ``sqlite:///<project root>/mlflow.db``; a relative ``sqlite:///`` path is made
+        absolute against the project root (git top of the working directory, else the working directory).
+    artifact_root : folder for artifacts of new experiments; None → ``<project root>/mlartifacts``.
+    register_champion : register the best model of each task with the alias ``champion``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    tracking_uri: str | None = None
+    artifact_root: str | None = None
+    register_champion: bool = True
+
+
+def project_root(cwd: Path | None = None) -> Path:
+    """The git top of ``cwd`` (default: the working directory), else ``cwd`` itself, absolute."""
+    cwd = Path(cwd or Path.cwd()).resolve()
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], cwd=cwd, capture_output=True, text=True, timeout=10
+        )
+        if out.returncode == 0 and out.stdout.strip():
+            return Path(out.stdout.strip()).resolve()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return cwd
+
+
+def resolve_tracking_uri(cfg: TrackingConfig, root: Path | None = None) -> str:
+    """Absolute tracking URI for ``cfg`` (see :class:`TrackingConfig`)."""
+    uri = cfg.tracking_uri
+    if uri is None:
+        return f"sqlite:///{(root or project_root()) / 'mlflow.db'}"
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///") :])
+        if not path.is_absolute():
+            path = (root or project_root()) / path
+        return f"sqlite:///{path}"
+    if "://" not in uri:
+        raise ConfigError(
+            f"params.yaml: tracking.tracking_uri = {uri!r}: not a URI; use sqlite:///<path>/mlflow.db or http://host:port"
+        )
+    return uri
+
+
+def resolve_artifact_root(cfg: TrackingConfig, root: Path | None = None) -> str | None:
+    """Absolute ``file://`` URI of the artifact root for new experiments (None: a remote server decides)."""
+    if cfg.artifact_root and "://" in cfg.artifact_root:
+        return cfg.artifact_root
+    if not cfg.artifact_root and not resolve_tracking_uri(cfg, root).startswith("sqlite:///"):
+        return None
+    path = Path(cfg.artifact_root) if cfg.artifact_root else Path("mlartifacts")
+    if not path.is_absolute():
+        uri = resolve_tracking_uri(cfg, root)
+        base = (
+            Path(uri[len("sqlite:///") :]).parent
+            if uri.startswith("sqlite:///")
+            else (root or project_root())
+        )
+        path = base / path
+    return path.resolve().as_uri()
+
+
+def _mlflow(cfg: TrackingConfig):
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    import mlflow
+
+    uri = resolve_tracking_uri(cfg)
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    return mlflow
+
+
+def ensure_experiment(cfg: TrackingConfig, name: str) -> str:
+    """Id of experiment ``name``, created with an absolute artifact location if absent."""
+    mlflow = _mlflow(cfg)
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    return mlflow.create_experiment(name, artifact_location=resolve_artifact_root(cfg))
+
+
+@contextlib.contextmanager
+def tracked_run(
+    cfg: TrackingConfig,
+    experiment: str,
+    run_name: str,
+    nested: bool = False,
+    tags: Mapping[str, str] | None = None,
+) -> Iterator[Any]:
+    """Open a run and always close it: FINISHED, FAILED on an exception, KILLED on Ctrl-C.
+
+    Yields the MLflow ``ActiveRun``.
+    """
+    mlflow = _mlflow(cfg)
+    exp_id = ensure_experiment(cfg, experiment)
+    run = mlflow.start_run(
+        experiment_id=exp_id,
+        run_name=run_name,
+        nested=nested,
+        tags={k: str(v) for k, v in (tags or {}).items()},
+    )
+    try:
+        yield run
+    except KeyboardInterrupt:
+        mlflow.end_run("KILLED")
+        raise
+    except BaseException:
+        mlflow.end_run("FAILED")
+        raise
+    else:
+        mlflow.end_run("FINISHED")
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` → ``{"a.b": 1}``."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    """Log (flattened) params, values stringified and truncated to MLflow's limit."""
+    import mlflow
+
+    flat = {k: str(v)[:MAX_PARAM_LEN] for k, v in flatten(params).items()}
+    items = sorted(flat.items())
+    for i in range(0, len(items), 100):
+        mlflow.log_params(dict(items[i : i + 100]))
+
+
+def log_metrics(metrics: Mapping[str, Any]) -> None:
+    """Log the finite numeric values of ``metrics`` (NaN/None are skipped: undefined on this data)."""
+    import mlflow
+
+    clean = {}
+    for k, v in metrics.items():
+        if isinstance(v, bool) or v is None:
+            continue
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(f):
+            clean[k] = f
+    if clean:
+        mlflow.log_metrics(clean)
+
+
+def set_tags(tags: Mapping[str, Any]) -> None:
+    import mlflow
+
+    mlflow.set_tags({k: str(v) for k, v in tags.items() if v is not None})
+
+
+def log_artifacts(paths: list[Path], artifact_path: str | None = None) -> None:
+    import mlflow
+
+    for p in paths:
+        if Path(p).exists():
+            mlflow.log_artifact(str(p), artifact_path=artifact_path)
+
+
+def log_linear_model(weights: dict[str, Any], input_example, name: str = "model") -> str:
+    """Log a linear model as JSON weights behind ``pipeline.predict.models._load_pyfunc``; returns its URI.
+
+    ``input_example`` must be synthetic or summary rows (a DataFrame with the model's columns).
+    """
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from pipeline.predict.models import LinearProbabilityModel
+
+    output = LinearProbabilityModel(weights).predict(input_example)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "weights.json"
+        write_json(weights, path)
+        info = mlflow.pyfunc.log_model(
+            name=name,
+            loader_module="pipeline.predict.models",
+            data_path=str(path),
+            signature=infer_signature(input_example, output),
+            input_example=input_example,
+            pip_requirements=PIP_REQUIREMENTS,
+        )
+    return info.model_uri
+
+
+def log_sklearn_model(sk_model, input_example, name: str = "model") -> str:
+    """Log a scikit-learn model (skops format, scikit-learn types only); pyfunc predicts probabilities."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    output = sk_model.predict_proba(input_example)
+    info = mlflow.sklearn.log_model(
+        sk_model,
+        name=name,
+        serialization_format="skops",
+        signature=infer_signature(input_example, output),
+        input_example=input_example,
+        pip_requirements=PIP_REQUIREMENTS,
+        pyfunc_predict_fn="predict_proba",
+        skops_trusted_types=SKOPS_TRUSTED_TYPES,
+    )
+    return info.model_uri
+
+
+def register_champion(cfg: TrackingConfig, model_uri: str, task: str) -> int:
+    """Register ``model_uri`` under the name ``task`` and point the alias ``champion`` at it."""
+    mlflow = _mlflow(cfg)
+    from mlflow import MlflowClient
+
+    mv = mlflow.register_model(model_uri, task)
+    MlflowClient().set_registered_model_alias(task, "champion", mv.version)
+    return int(mv.version)
+
+
+def load_champion(cfg: TrackingConfig, task: str):
+    """The pyfunc model of ``models:/<task>@champion``."""
+    mlflow = _mlflow(cfg)
+    return mlflow.pyfunc.load_model(f"models:/{task}@champion")
+
+
+def task_runs(cfg: TrackingConfig, task: str | None = None) -> list[dict[str, Any]]:
+    """Child runs of the latest finished parent run of each task (or of ``task``).
+
+    Returns
+    -------
+    list of dicts: task, representation, model, run_id, and every metric of the run.
+    """
+    _mlflow(cfg)
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    if task is not None:
+        exp = client.get_experiment_by_name(task)
+        if exp is None:
+            known = [e.name for e in client.search_experiments() if e.name != "Default"]
+            raise ConfigError(
+                f"{resolve_tracking_uri(cfg)}: no experiment for task {task!r}; known tasks: {known}"
+            )
+        exps = [exp]
+    else:
+        exps = [e for e in client.search_experiments() if e.name != "Default"]
+    rows: list[dict[str, Any]] = []
+    for exp in exps:
+        parents = client.search_runs(
+            [exp.experiment_id],
+            filter_string=f"tags.`{ROLE_TAG}` = 'parent' and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        if not parents:
+            continue
+        parent = parents[0]
+        children = client.search_runs(
+            [exp.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+            max_results=5000,
+        )
+        for run in children:
+            rows.append(
+                {
+                    "task": exp.name,
+                    "representation": run.data.tags.get("representation", "?"),
+                    "model": run.data.tags.get("model", "?"),
+                    "run_id": run.info.run_id,
+                    **run.data.metrics,
+                }
+            )
+    return rows
+
+
+def ui_command(cfg: TrackingConfig, host: str = "127.0.0.1", port: int = 5000) -> list[str]:
+    """The ``mlflow ui`` command line for the project's store."""
+    exe = Path(sys.executable).parent / "mlflow"
+    base = [str(exe)] if exe.exists() else [sys.executable, "-m", "mlflow"]
+    cmd = base + [
+        "ui",
+        "--backend-store-uri",
+        resolve_tracking_uri(cfg),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    artifact_root = resolve_artifact_root(cfg)
+    if artifact_root is not None:
+        cmd += ["--default-artifact-root", artifact_root]
+    return cmd
+
+
+def ui(cfg: TrackingConfig, host: str = "127.0.0.1", port: int = 5000) -> int:
+    """Run the MLflow UI on the project's store until interrupted; returns its exit code."""
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        logger.warning("mlflow ui will listen on %s: reachable from other machines, no authentication", host)
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    cmd = ui_command(cfg, host, port)
+    logger.info("starting: %s", " ".join(cmd))
+    try:
+        return subprocess.run(cmd, env=env, check=False).returncode
+    except KeyboardInterrupt:
+        return 130
+
+
+def log_metrics_to(run_id: str, metrics: Mapping[str, Any]) -> None:
+    """Add finite metrics to an already finished run (e.g. paired tests computed after all fits)."""
+    import time
+
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    items = []
+    for k, v in metrics.items():
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(f):
+            items.append(Metric(k, f, now, 0))
+    if items:
+        MlflowClient().log_batch(run_id, metrics=items)
+
+
+def log_model_into_run(cfg: TrackingConfig, run_id: str, log_fn) -> str | None:
+    """Reopen finished run ``run_id`` (nested) and call ``log_fn()`` in it; returns what it returns."""
+    mlflow = _mlflow(cfg)
+    with mlflow.start_run(run_id=run_id, nested=True):
+        return log_fn()
