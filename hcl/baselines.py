@@ -43,7 +43,9 @@ class _Standardised(_ParamsMixin):
                 raise ValidationError(f"modality {m!r} is observed in {obs.shape[0]} rows; need at least 2")
             sd = obs.std(axis=0)
             self.mean_[m] = obs.mean(axis=0)
-            self.scale_[m] = np.where(sd > 0, sd, 1.0)
+            # a column constant on the fit rows (up to rounding) carries nothing: don't divide by ~0
+            tiny = 1e-8 * np.maximum(1.0, np.abs(self.mean_[m]))
+            self.scale_[m] = np.where(sd > tiny, sd, np.inf)
 
     def _standardise(self, X: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = {}

@@ -259,16 +259,20 @@ def summary_table(ws: Workspace, cohorts: list[str] | None = None, params_path: 
             for model, m in models.items():
                 rows.append((m.get("auroc", float("nan")), rep, model, m))
         rows.sort(key=lambda r: -r[0] if r[0] == r[0] else 0)
-        for auroc, rep, model, m in rows:
+        for _, rep, model, m in rows:
             lines.append(
                 f"{cohort:<24} {rep:<16} {model:<13} {_ci(m, 'auroc'):<22} {_ci(m, 'auprc'):<22}"
             )
         oracle = metrics.get("oracle")
         if oracle:
             lines.append(f"{cohort:<24} {'(oracle)':<16} {'true p':<13} {_ci(oracle, 'auroc'):<22}")
-        n = metrics.get("counts", {}).get("held_out") if isinstance(metrics.get("counts"), dict) else None
-        if n:
-            lines.append(f"{'':<24} held_out: {n}")
+        held_out = (metrics.get("n") or {}).get("held_out")
+        if held_out:
+            lines.append(
+                f"{'':<24} held_out: {held_out['rows']} rows, {held_out['subjects']} subjects, "
+                f"{held_out['positives']} positive"
+                + ("  (small sample: read the CIs, not the point estimates)" if metrics.get("small_sample") else "")
+            )
     store = resolve_store_uri(params_path)
     lines.append("")
     lines.append("reports:      " + ", ".join(str(ws.report(c)) for c in cohorts))

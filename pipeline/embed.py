@@ -40,6 +40,8 @@ METHODS: dict[str, tuple[str, str]] = {
     "jive": ("hcl.baselines", "JIVE"),
 }
 MIN_COMPLETE_ROWS = 100
+# methods that take absent modalities as NaN rows (a mask) instead of imputed values
+HANDLES_MISSING = {"hcl", "clip", "shared_private", "linear_hcl"}
 
 
 class EmbedConfig(BaseModel):
@@ -102,7 +104,8 @@ def standardise(X: dict[str, np.ndarray], train: np.ndarray) -> dict[str, np.nda
         rows = rows[~np.isnan(rows).any(axis=1)]
         mean = rows.mean(axis=0)
         std = rows.std(axis=0)
-        std[std < 1e-8] = np.inf  # a constant column carries nothing; scale it to zero
+        # a column constant on train rows (up to rounding) carries nothing: scale it to zero
+        std[std < 1e-8 * np.maximum(1.0, np.abs(mean))] = np.inf
         out[name] = (values - mean) / std
     return out
 
@@ -216,6 +219,8 @@ def embed(
         )
     X = standardise(X_kept, train)
     complete = train & np.all([~np.isnan(v).any(axis=1) for v in X.values()], axis=0)
+    # absent modality rows at the train mean (0 after standardising), for methods without a mask
+    X_imputed = {m: np.nan_to_num(v, nan=0.0) for m, v in X.items()}
 
     summary: dict[str, Any] = {
         "rows": int(len(labels)),
@@ -229,20 +234,18 @@ def embed(
         for method in config.methods:
             kwargs = getattr(config, method, None) if method in METHODS else None
             estimator = make_estimator(method, kwargs or {}, config.seed, params_source)
-            fit_rows = _fit_rows(method, X, train, complete)
-            X_fit = {m: v[fit_rows] for m, v in X.items()}
-            if method not in ("hcl", "clip", "shared_private"):  # linear methods need complete rows
-                X_fit = {m: np.nan_to_num(v, nan=0.0) for m, v in X_fit.items()}
+            X_input = X if method in HANDLES_MISSING else X_imputed
+            X_fit = _fit_input(method, X_input, X_imputed, train, complete)
             checkpoint = _checkpoint_dir(models_dir, method, estimator, X_fit)
             if checkpoint is not None:
                 estimator.set_params(checkpoint_dir=str(checkpoint))
             start = time.perf_counter()
-            log.info("embed: fitting %s on %d train rows, modalities %s", method, int(fit_rows.sum()), list(X))
+            log.info("embed: fitting %s on %d train rows, modalities %s", method, len(next(iter(X_fit.values()))), list(X))
             estimator.fit(X_fit)
             if checkpoint is not None:  # finished: the next fit with these inputs starts from scratch
                 estimator.set_params(checkpoint_dir=None)
                 shutil.rmtree(checkpoint, ignore_errors=True)
-            blocks = estimator.transform(X if method in ("hcl", "clip", "shared_private", "linear_hcl") else {m: np.nan_to_num(v, nan=0.0) for m, v in X.items()})
+            blocks = estimator.transform(X_input)
             seconds = time.perf_counter() - start
             frame = block_frame(blocks)
             if not np.isfinite(frame.to_numpy()).all():
@@ -281,14 +284,20 @@ def _checkpoint_dir(models_dir: Path, method: str, estimator, X_fit: dict[str, n
     return models_dir.parent / ".checkpoints" / models_dir.name / f"{method}-{digest.hexdigest()[:16]}"
 
 
-def _fit_rows(method: str, X: dict[str, np.ndarray], train: np.ndarray, complete: np.ndarray) -> np.ndarray:
-    """Deep methods handle missing modalities themselves; linear ones fit on complete train rows if enough."""
-    if method in ("hcl", "clip", "shared_private"):
-        return train
+def _fit_input(
+    method: str, X_input: dict, X_imputed: dict, train: np.ndarray, complete: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The train rows a method is fit on.
+
+    LinearHCL estimates cross-modal covariances, which mean-imputed rows would shrink toward zero, so
+    it fits on complete train rows when there are enough; every other method fits on all train rows.
+    """
+    if method != "linear_hcl":
+        return {m: v[train] for m, v in X_input.items()}
     if complete.sum() >= MIN_COMPLETE_ROWS:
-        return complete
+        return {m: v[complete] for m, v in X_input.items()}
     log.warning(
-        "embed: %s fits on all %d train rows with absent modalities imputed at the train mean "
-        "(only %d complete rows)", method, int(train.sum()), int(complete.sum())
+        "embed: linear_hcl fits on all %d train rows with absent modalities imputed at the train mean "
+        "(only %d complete rows)", int(train.sum()), int(complete.sum())
     )
-    return train
+    return {m: v[train] for m, v in X_imputed.items()}

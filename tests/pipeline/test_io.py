@@ -49,3 +49,17 @@ def test_write_parquet_round_trip(tmp_path):
     frame = pd.DataFrame({"x": [1.0, 2.0], "y": ["a", "b"]})
     write_parquet(frame, tmp_path / "f.parquet")
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "f.parquet"), frame)
+
+
+def test_stale_temporaries_of_a_killed_run_are_removed(tmp_path):
+    target = tmp_path / "events"
+    (tmp_path / ".events.abc123.tmp").mkdir()  # what a SIGKILL mid-write leaves
+    (tmp_path / ".other.abc.tmp").mkdir()  # another output's temporary: not ours to remove
+    with atomic_dir(target) as tmp:
+        (tmp / "a").write_text("x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.abc.tmp", "events"]
+
+
+def test_outputs_are_readable_by_others(tmp_path):
+    write_json({"a": 1}, tmp_path / "m.json")
+    assert (tmp_path / "m.json").stat().st_mode & 0o044 == 0o044
