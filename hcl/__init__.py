@@ -29,7 +29,12 @@ _LAZY = {
 __all__ = sorted(_LAZY) + ["__version__"]
 
 
+_SUBMODULES = {"simulate", "metrics", "structures", "selection", "baselines", "losses", "linear", "deep"}
+
+
 def __getattr__(name: str):
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:
+        return import_module(f"hcl.{name}")
     raise AttributeError(f"module 'hcl' has no attribute {name!r}")

@@ -105,6 +105,11 @@ class PCA(_Standardised):
             raise ValidationError(f"PCA: n_components={self.n_components!r} is invalid; use a positive int")
         self._fit_scaler(X)
         Z = np.concatenate([self._standardise(X)[m] for m in self.modalities_], axis=1)
+        if self.n_components > Z.shape[1]:
+            raise ValidationError(
+                f"PCA: n_components={self.n_components!r} exceeds the {Z.shape[1]} features of the concatenated "
+                f"modalities {list(self.modalities_)}; lower n_components"
+            )
         k = min(int(self.n_components), *Z.shape)
         self.center_ = Z.mean(axis=0)
         _u, s, vt = np.linalg.svd(Z - self.center_, full_matrices=False)

@@ -640,6 +640,7 @@ class HCL(_ParamsMixin):
             ckpt_path = Path(self.checkpoint_dir) / CHECKPOINT_FILE
             fingerprint = self._fingerprint(X)
             if ckpt_path.exists():
+                # safe: weights_only=True unpickles only tensors and plain containers, never code
                 state = torch.load(ckpt_path, map_location=self.device, weights_only=True)
                 if state.get("fingerprint") != fingerprint:
                     raise ValidationError(

@@ -248,7 +248,7 @@ class LinearHCL(TransformerMixin, BaseEstimator):
                     if r > dims[m]:
                         raise ValidationError(
                             f"rank {r} of structure {s!r} exceeds the {dims[m]} features of modality {m!r} "
-                            f"(shape {n_rows}x{dims[m]}); lower it"
+                            f"(shape {n_rows}x{dims[m]}); lower ranks (or max_rank)"
                         )
             total = sum(ranks.values())
             if total >= n_rows:
@@ -542,12 +542,16 @@ def _top_eig(A, k=None, value=None, max_k=None, extra=0):
 
 def _eig_k(A, k):
     d = A.shape[0]
+    lam = None
     if d > 200 and k < d // 4:
-        from scipy.sparse.linalg import eigsh
+        from scipy.sparse.linalg import ArpackNoConvergence, eigsh
 
         v0 = np.full(d, 1.0 / np.sqrt(d))
-        lam, U = eigsh(A, k=k, which="LA", v0=v0, tol=1e-10)
-    else:
+        try:
+            lam, U = eigsh(A, k=k, which="LA", v0=v0, tol=1e-10)
+        except ArpackNoConvergence:  # clustered eigenvalues (real data): fall back to the dense solver
+            lam = None
+    if lam is None:
         from scipy.linalg import eigh
 
         lam, U = eigh(A, subset_by_index=[d - k, d - 1], driver="evr")

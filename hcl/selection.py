@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
 from hcl.exceptions import ConvergenceWarning, NotFittedError, ValidationError
@@ -92,7 +93,7 @@ def _loss_grad(kind, X, y, beta, b):
     if kind == "logistic":
         # mean log-loss, stable
         loss = float(np.mean(np.logaddexp(0, eta) - y * eta))
-        r = 1.0 / (1.0 + np.exp(-eta)) - y
+        r = expit(eta) - y  # the logistic function without overflow for large |eta|
     else:
         r = eta - y
         loss = float(0.5 * np.mean(r * r))

@@ -241,54 +241,21 @@ def _provenance_tags(cohort: str) -> dict[str, str]:
 
 
 def summary_table(ws: Workspace, cohorts: list[str] | None = None, params_path: Path | None = None) -> str:
-    """Held_out AUROC/AUPRC per task x representation from metrics JSON, plus where things are."""
+    """Held_out metrics per task x representation x model from metrics JSON, plus where things are."""
+    from pipeline.predict import summarize_metrics
+
     metrics_dir = ws.root / "metrics"
     if cohorts is None:
         cohorts = sorted(p.stem for p in metrics_dir.glob("*.json")) if metrics_dir.exists() else []
     if not cohorts:
         raise MissingInputError(f"{metrics_dir}: no metrics yet; run `make demo` or `ehr-hcl run` first")
-    header = f"{'task':<24} {'representation':<16} {'model':<13} {'AUROC [95% CI]':<22} {'AUPRC [95% CI]':<22}"
-    lines = ["held_out results (CIs by subject bootstrap)", header, "-" * len(header)]
+    lines = ["held_out results (95% CIs by subject bootstrap)", ""]
     for cohort in cohorts:
-        path = ws.metrics(cohort)
-        if not path.exists():
-            raise MissingInputError(f"{path}: not found; run the predict stage for {cohort}")
-        metrics = json.loads(path.read_text())
-        rows = []
-        for rep, models in metrics.get("results", {}).items():
-            for model, m in models.items():
-                rows.append((m.get("auroc", float("nan")), rep, model, m))
-        rows.sort(key=lambda r: -r[0] if r[0] == r[0] else 0)
-        for _, rep, model, m in rows:
-            lines.append(
-                f"{cohort:<24} {rep:<16} {model:<13} {_ci(m, 'auroc'):<22} {_ci(m, 'auprc'):<22}"
-            )
-        oracle = metrics.get("oracle")
-        if oracle:
-            lines.append(f"{cohort:<24} {'(oracle)':<16} {'true p':<13} {_ci(oracle, 'auroc'):<22}")
-        held_out = (metrics.get("n") or {}).get("held_out")
-        if held_out:
-            lines.append(
-                f"{'':<24} held_out: {held_out['rows']} rows, {held_out['subjects']} subjects, "
-                f"{held_out['positives']} positive"
-                + ("  (small sample: read the CIs, not the point estimates)" if metrics.get("small_sample") else "")
-            )
-    store = resolve_store_uri(params_path)
-    lines.append("")
+        lines += [summarize_metrics(ws.metrics(cohort), cohort), ""]
     lines.append("reports:      " + ", ".join(str(ws.report(c)) for c in cohorts))
-    lines.append(f"MLflow store: {store}")
+    lines.append(f"MLflow store: {resolve_store_uri(params_path)}")
     lines.append("MLflow UI:    .venv/bin/ehr-hcl ui   (then open http://127.0.0.1:5000)")
     return "\n".join(lines)
-
-
-def _ci(m: dict, name: str) -> str:
-    value = m.get(name)
-    if value is None or value != value:
-        return "n/a"
-    lo, hi = m.get(f"{name}_lo"), m.get(f"{name}_hi")
-    if lo is None or hi is None or lo != lo or hi != hi:
-        return f"{value:.3f}"
-    return f"{value:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
 def resolve_store_uri(params_path: Path | None = None) -> str:

@@ -263,8 +263,7 @@ def embed(
             summary["methods"][method] = {
                 "structures": {s: int(np.asarray(b).shape[1]) for s, b in blocks.items()},
                 "columns": int(frame.shape[1]),
-                "fit_seconds": round(seconds, 2),
-            }
+            }  # no timings here: reruns must be byte-identical
             log.info("embed: %s -> %d blocks, %d columns in %.1f s", method, len(blocks), frame.shape[1], seconds)
         write_json(summary, out_tmp / "embed_summary.json")
     return summary

@@ -110,6 +110,10 @@ def _mlflow(cfg: TrackingConfig):
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
     import mlflow
 
+    # mlflow sets its own loggers to INFO on import; keep them at the level the CLI chose (or quieter)
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(max(logging.getLogger().getEffectiveLevel(), logging.WARNING))
+
     uri = resolve_tracking_uri(cfg)
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)

@@ -94,7 +94,7 @@ def _grid(name: str, seed: int) -> list[dict[str, Any]]:
         return [{"C": c} for c in (0.001, 0.01, 0.1, 1.0, 10.0)]
     if name == "hgb":
         return [
-            {"learning_rate": lr, "max_leaf_nodes": leaves, "max_iter": 150, "l2_regularization": 1.0}
+            {"learning_rate": lr, "max_leaf_nodes": leaves, "max_iter": 300, "l2_regularization": 1.0}
             for lr in (0.05, 0.1)
             for leaves in (7, 31)
         ]
@@ -114,11 +114,16 @@ def _build(name: str, hyper: dict[str, Any], seed: int) -> Any:
     if name == "hgb":
         from sklearn.ensemble import HistGradientBoostingClassifier
 
-        return HistGradientBoostingClassifier(early_stopping=False, random_state=seed, **hyper)
+        # internal early stopping (seeded validation split) instead of always running max_iter rounds
+        return HistGradientBoostingClassifier(
+            early_stopping=True, validation_fraction=0.1, n_iter_no_change=10, random_state=seed, **hyper
+        )
     if name == "mlp":
         from sklearn.neural_network import MLPClassifier
 
-        return MLPClassifier(max_iter=300, early_stopping=False, random_state=seed, **hyper)
+        return MLPClassifier(
+            max_iter=300, early_stopping=True, validation_fraction=0.1, n_iter_no_change=10, random_state=seed, **hyper
+        )
     if name == "group_lasso":
         try:
             from hcl.selection import GroupLassoClassifier

@@ -522,7 +522,10 @@ def predict(
                     tracking, run_ids[key], lambda: _log_model(model, example)
                 )
                 if uri:
-                    result["champion"]["registered_version"] = T.register_champion(tracking, uri, cohort)
+                    # the registry version is logged, not put in the metrics JSON: it grows with every
+                    # rerun, and identical inputs must give an identical metrics file
+                    version = T.register_champion(tracking, uri, cohort)
+                    logger.info("predict: %s/%s registered as %s@champion (version %s)", *key, cohort, version)
                 else:
                     logger.warning("champion %s/%s could not be logged; not registered", *key)
     return result

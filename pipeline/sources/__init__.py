@@ -51,7 +51,7 @@ REJECTS_SCHEMA = pl.Schema(
 #: column kinds understood by :func:`parse_columns`
 INT, FLOAT, DATETIME, DATE, STRING = "int", "float", "datetime", "date", "string"
 _DT_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d")
-_KIND_WORDS = {INT: "an integer", FLOAT: "a number", DATETIME: "a timestamp", DATE: "a date"}
+_KIND_WORDS = {INT: "an integer", FLOAT: "a finite number", DATETIME: "a timestamp", DATE: "a date"}
 
 
 def empty_events() -> pl.DataFrame:
@@ -167,6 +167,12 @@ class TableReader:
                 yield Batch(df, row)
                 row += df.height
         except (pa.ArrowInvalid, OSError, EOFError, zlib.error, pl.exceptions.PolarsError) as exc:
+            if "utf-8" in str(exc).lower() or "utf8" in str(exc).lower():
+                # an encoding problem, not a damaged file; the bytes are not shown (they may be note text)
+                raise InputSchemaError(
+                    f"{self.path}: text is not valid UTF-8 (in the block starting at data row {row}); "
+                    "re-export the table as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
+                ) from None
             raise InputSchemaError(
                 f"{self.path}: the file is truncated or corrupt near data row {row} ({_short(exc)}); "
                 "re-download or re-export it"
@@ -260,10 +266,13 @@ def parse_series(s: pl.Series, kind: str) -> pl.Series:
         return pl.Series(s.name, [None] * len(s), dtype=pl.Int64)
     if kind == FLOAT:
         if dt == pl.String:
-            return s.str.strip_chars().cast(pl.Float64, strict=False)
-        if dt.is_numeric():
-            return s.cast(pl.Float64)
-        return pl.Series(s.name, [None] * len(s), dtype=pl.Float64)
+            out = s.str.strip_chars().cast(pl.Float64, strict=False)
+        elif dt.is_numeric():
+            out = s.cast(pl.Float64)
+        else:
+            return pl.Series(s.name, [None] * len(s), dtype=pl.Float64)
+        # NaN and +-inf are not measurements: null them so the caller rejects the row (counted, warned)
+        return out.set(~out.is_finite().fill_null(True), None)
     # DATETIME / DATE
     if dt == pl.String:
         out = s.str.to_datetime(format=_DT_FORMATS[0], time_unit="us", strict=False, exact=True)
@@ -304,11 +313,15 @@ def parse_columns(
         hit = (unparseable | missing) & reason.is_null()
         if not hit.any():
             continue
-        why = pl.Series(
-            np.where(
-                unparseable.to_numpy(), f"unparseable {c} (expected {_KIND_WORDS.get(k, k)})", f"missing {c}"
-            )
+        why_np = np.where(
+            unparseable.to_numpy(), f"unparseable {c} (expected {_KIND_WORDS.get(k, k)})", f"missing {c}"
         )
+        if k in (DATETIME, DATE):  # name the usual cause: a timezone-aware export mixed into local times
+            tz = df[c].cast(pl.String).str.contains(r"(Z|[+-]\d{2}:?\d{2})$").fill_null(False)
+            why_np = np.where(
+                (unparseable & tz).to_numpy(), f"timezone offset in {c} (expected local time)", why_np
+            )
+        why = pl.Series(why_np)
         reason = reason.zip_with(~hit, why)
         column = column.zip_with(~hit, pl.Series(dtype=pl.String).extend_constant(c, n))
         shown = (
