@@ -6,6 +6,7 @@ Each stage owns a pydantic model for its section (``extra="forbid"``, defaults f
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 from typing import Any, TypeVar
@@ -57,17 +58,34 @@ def load_section(
 ) -> Section:
     """Validate section ``name`` of the params file against ``model``; ``overrides`` win over the file."""
     params = read_params(path)
-    raw = dict(params.get(name) or {})
-    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    section = params.get(name) or {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path or DEFAULT_PARAMS}: {name} = {section!r}: expected a mapping of settings")
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    raw = {**section, **given}
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, f"{path or DEFAULT_PARAMS}", prefix=name)) from None
+        first = exc.errors()[0]["loc"][:1]
+        if first and first[0] in given:  # the bad value came from the command line, not the file
+            key = str(first[0])
+            raise ConfigError(
+                f"command-line option --{key.replace('_', '-')} = {given[key]!r}: {exc.errors()[0]['msg']}"
+            ) from None
+        raise ConfigError(format_validation_error(exc, f"{path or DEFAULT_PARAMS}", prefix=name, model=model)) from None
 
 
-def format_validation_error(exc: ValidationError, source: str, prefix: str = "") -> str:
+def format_validation_error(
+    exc: ValidationError, source: str, prefix: str = "", model: type[BaseModel] | None = None
+) -> str:
     """One line from a pydantic error: file, key path, offending value, what was expected."""
     err = exc.errors()[0]
+    if err["type"] == "extra_forbidden" and model is not None and len(err["loc"]) == 1:
+        key = str(err["loc"][0])
+        hint = difflib.get_close_matches(key, list(model.model_fields), n=1)
+        loc = ".".join((prefix, key)) if prefix else key
+        suggestion = f"did you mean {hint[0]!r}?" if hint else f"valid keys: {sorted(model.model_fields)}"
+        return f"{source}: {loc} is not a known setting; {suggestion}"
     loc = ".".join(str(p) for p in ((prefix,) if prefix else ()) + tuple(err["loc"]))
     value = err.get("input")
     value_txt = repr(value) if not isinstance(value, dict) else "{...}"

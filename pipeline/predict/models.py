@@ -121,9 +121,9 @@ def _build(name: str, hyper: dict[str, Any], seed: int) -> Any:
     if name == "mlp":
         from sklearn.neural_network import MLPClassifier
 
-        return MLPClassifier(
-            max_iter=300, early_stopping=True, validation_fraction=0.1, n_iter_no_change=10, random_state=seed, **hyper
-        )
+        # no early stopping: sklearn scores its validation split by accuracy, which plateaus at once
+        # when events are rare and stops the MLP after a few epochs (measured AUROC 0.54 vs 0.77)
+        return MLPClassifier(max_iter=300, early_stopping=False, random_state=seed, **hyper)
     if name == "group_lasso":
         try:
             from hcl.selection import GroupLassoClassifier

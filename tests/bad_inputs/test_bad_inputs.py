@@ -387,7 +387,7 @@ CASES = [
         "params-unknown-section-key",
         "embed",
         params("embed.methodz", ["pca"]),
-        ["params.yaml", "embed.methodz", "extra"],
+        ["params.yaml", "embed.methodz", "did you mean 'methods'"],
         ["emb", "models"],
     ),
     Case(

@@ -40,7 +40,9 @@ embed:
     embedding_dim: 4
     hidden: [32]
   linear_hcl:
-    max_rank: 4
+    ranks: auto
+    max_rank: 3
+    refine: false
 predict:
   models: [logistic, group_lasso]
   bootstrap_resamples: 50
