@@ -39,11 +39,12 @@ test: install  ## the default (fast) test suite
 test-all: install  ## every test, including slow statistical and scale tests
 	$(BIN)/pytest -q -m ""
 
-bench: install  ## benchmarks that print figures and ratios
+bench: install  ## benchmarks that print figures and ratios (small sizes; see each script's --help)
 	$(BIN)/python benchmarks/recovery.py --quick
 	$(BIN)/python benchmarks/train_speed.py
-	$(BIN)/python benchmarks/etl.py --quick
-	$(BIN)/python benchmarks/features.py --quick
+	$(BIN)/python benchmarks/deep_recovery.py
+	$(BIN)/python benchmarks/etl.py --patients 500 2000 5000
+	$(BIN)/python benchmarks/features.py --notes-only
 
 lint: install
 	$(BIN)/ruff check .
