@@ -6,7 +6,6 @@ Kept apart from :mod:`pipeline.cli` so that ``ehr-hcl --help`` never imports a s
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import subprocess
 import time
@@ -98,7 +97,7 @@ def cmd_predict(args) -> dict:
         config,
         tracking,
         truth_path=args.truth,
-        params_flat=flatten(params),
+        params_flat=params,  # nested; tracking flattens it to embed.hcl.lr-style keys
         tags=tags,
         progress=_progress(args),
     )
@@ -209,18 +208,6 @@ def _ns(**kwargs: Any):
     import argparse
 
     return argparse.Namespace(**kwargs)
-
-
-def flatten(params: dict, prefix: str = "") -> dict[str, Any]:
-    """``{"embed": {"hcl": {"lr": 1e-3}}}`` -> ``{"embed.hcl.lr": 0.001}`` (lists kept as strings)."""
-    flat: dict[str, Any] = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value if isinstance(value, str | int | float | bool) else json.dumps(value)
-    return flat
 
 
 def _provenance_tags(cohort: str) -> dict[str, str]:

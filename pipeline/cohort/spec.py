@@ -351,21 +351,18 @@ class CohortSpec(_Strict):
 
 # --- loading -----------------------------------------------------------------------------------------
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def check_cohort_name(name: str, source: str = "cohort name") -> str:
-    """Return ``name`` if it is a safe single folder name (letters, digits, ``_ - .``, no ``..``).
+    """Return ``name`` if it is a safe single folder name (output paths are derived from it)."""
+    from pipeline.workspace import check_name
 
-    Output paths are derived from cohort names (``data/cohorts/<name>``), so a name such as ``../../x``
-    could write outside the project; such names raise :class:`ConfigError`.
-    """
-    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
-        raise ConfigError(
-            f"{source}: cohort name {name!r} must be letters, digits, '_', '-', '.' (starting with a letter or "
-            "digit, no '..', no '/'); rename it, e.g. my_cohort"
-        )
-    return name
+    if not isinstance(name, str):
+        raise ConfigError(f"{source}: cohort name {name!r} must be a string")
+    try:
+        return check_name(name)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def cohort_name(path: str | os.PathLike) -> str:
