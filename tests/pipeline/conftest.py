@@ -113,7 +113,8 @@ def pipeline_runs(tmp_path_factory) -> PipelineRuns:
     plant_canary(raw)
     workspaces, logs = [], []
     for name in ("run_a", "run_b"):
-        ws = root / name
+        # same folder name in both: the MLflow experiment (and so the metrics JSON) is named after it
+        ws = root / name / "ws"
         proc = cli("run", "--source", "mimic-iv", "--input", str(raw), "--workspace", str(ws), "--params", str(params))
         assert proc.returncode == 0, proc.stderr[-3000:]
         workspaces.append(ws)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main
-from pipeline.workspace import Workspace, check_name
 from pipeline.exceptions import ConfigError
+from pipeline.workspace import Workspace, check_name
 
 ROOT = Path(__file__).resolve().parents[2]
 STAGES = ["synth", "ingest", "cohort", "features", "audit", "embed", "predict", "report", "compare", "summary", "ui", "run"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -85,7 +84,7 @@ def test_no_note_text_or_ids_leave_the_pipeline(pipeline_runs):
 def test_mlflow_has_a_run_per_representation_with_metrics(pipeline_runs):
     with sqlite3.connect(pipeline_runs.root / "mlflow.db") as db:
         experiments = {name for (name,) in db.execute("select name from experiments")}
-        assert {f"run_a.{c}" for c in COHORTS} <= experiments
+        assert {f"ws.{c}" for c in COHORTS} <= experiments
         keys = {key for (key,) in db.execute("select distinct key from metrics")}
     assert {"auroc", "auroc_lo", "auroc_hi", "auprc"} <= keys
 
