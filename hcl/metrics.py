@@ -313,3 +313,24 @@ def variance_explained(
     table.index.name = "modality"
     table.columns.name = "structure"
     return table
+
+
+def heldout_r2(block: np.ndarray, z: np.ndarray, train: np.ndarray, test: np.ndarray) -> float:
+    """Held-out R² of a least-squares regression (with intercept) of ``z`` (n, r) on ``block`` (n, k).
+
+    Fitted on rows ``train``, scored on rows ``test``: how much of a true factor a learned block carries.
+    """
+    design = np.c_[block, np.ones(len(block))]
+    coef, *_ = np.linalg.lstsq(design[train], z[train], rcond=None)
+    resid = z[test] - design[test] @ coef
+    return float(1 - (resid**2).sum() / ((z[test] - z[test].mean(0)) ** 2).sum())
+
+
+def r2_table(blocks: Mapping[str, np.ndarray], z: Mapping[str, np.ndarray]) -> dict[tuple[str, str], float]:
+    """Held-out R² of every true factor ``z[t]`` from every block ``blocks[s]``, keyed ``(s, t)``.
+
+    The first half of the rows fits each regression, the second half scores it.
+    """
+    n = len(next(iter(z.values())))
+    train, test = np.arange(n // 2), np.arange(n // 2, n)
+    return {(s, t): heldout_r2(B, z[t], train, test) for s, B in blocks.items() for t in z}

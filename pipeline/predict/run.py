@@ -729,6 +729,23 @@ def _write_plots(plots_dir: Path, roc, pr, cal, km, cif, subgroups) -> list[Path
     return out
 
 
+def read_metrics(metrics_path: Path, cohort: str) -> dict:
+    """The metrics JSON that :func:`predict` wrote; a missing or corrupt file is a one-line user error."""
+    import json
+
+    metrics_path = Path(metrics_path)
+    if not metrics_path.exists():
+        raise MissingInputError(
+            f"{metrics_path}: metrics not found; run `ehr-hcl predict` for cohort {cohort!r} first"
+        )
+    try:
+        return json.loads(metrics_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputSchemaError(
+            f"{metrics_path}: not valid JSON (line {exc.lineno}); rerun `ehr-hcl predict`"
+        ) from None
+
+
 def summarize_metrics(metrics_path: Path, cohort: str) -> str:
     """A few lines of text from a metrics JSON: held_out size, oracle, and every representation × model
     (AUROC [95% CI], AUPRC [95% CI], Brier, C-index), best AUROC first.
@@ -738,21 +755,10 @@ def summarize_metrics(metrics_path: Path, cohort: str) -> str:
     MissingInputError
         ``metrics_path`` does not exist.
     """
-    import json
 
     from pipeline.compare import format_table
 
-    metrics_path = Path(metrics_path)
-    if not metrics_path.exists():
-        raise MissingInputError(
-            f"{metrics_path}: metrics not found; run `ehr-hcl predict` for cohort {cohort!r} first"
-        )
-    try:
-        m = json.loads(metrics_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputSchemaError(
-            f"{metrics_path}: not valid JSON (line {exc.lineno}); rerun `ehr-hcl predict`"
-        ) from None
+    m = read_metrics(metrics_path, cohort)
 
     def num(v: Any) -> str:
         return "–" if v is None else f"{v:.3f}"

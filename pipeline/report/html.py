@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.exceptions import InputSchemaError, MissingInputError
+from pipeline.exceptions import InputSchemaError
 from pipeline.io import write_text
 from pipeline.schema import SPLITS
 
@@ -448,16 +448,9 @@ def build_report(
     config = config or ReportConfig()
     cohort_dir, features_dir, embeddings_dir = Path(cohort_dir), Path(features_dir), Path(embeddings_dir)
     models_dir, metrics_path, plots_dir = Path(models_dir), Path(metrics_path), Path(plots_dir)
-    if not metrics_path.exists():
-        raise MissingInputError(
-            f"{metrics_path}: metrics not found; run `ehr-hcl predict` for cohort {cohort!r} first"
-        )
-    try:
-        metrics = json.loads(metrics_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputSchemaError(
-            f"{metrics_path}: not valid JSON (line {exc.lineno}); rerun `ehr-hcl predict`"
-        ) from None
+    from pipeline.predict.run import read_metrics
+
+    metrics = read_metrics(metrics_path, cohort)
     caveats = _caveats(metrics, plots_dir, config)
     caveat_html = (
         "<div class='caveat'><strong>Read with care.</strong><ul>"
