@@ -27,7 +27,10 @@ def test_every_stage_wrote_its_contract(pipeline_runs):
             assert len(emb) == len(labels)
             assert all("__" in c for c in emb.columns)
         metrics = json.loads((ws / f"metrics/{cohort}.json").read_text())
-        assert metrics  # the summary below checks the numbers' presence
+        for method in ("hcl", "linear_hcl", "concat"):
+            m = metrics["results"][method]["logistic"]
+            assert 0.0 <= m["auroc_lo"] <= m["auroc"] <= m["auroc_hi"] <= 1.0, (cohort, method, m)
+        assert metrics["n"]["held_out"]["rows"] == int((labels["split"] == "held_out").sum())
         html = (ws / f"reports/{cohort}.html").read_text()
         assert "<html" in html.lower() and "data:image/png;base64," in html
 
