@@ -142,6 +142,7 @@ class CLIP(HCL):
     group_penalty = 0.0
     private_augment = 0.2
     prune_threshold = 0.0
+    fusion = "mean"  # CLIP averages its encoders' embeddings
 
     def __init__(
         self,
@@ -205,6 +206,7 @@ class SharedPrivate(HCL):
         validation_fraction=0.1,
         patience=10,
         prune_threshold=0.0,
+        fusion="factor",
         random_state=None,
         device="cpu",
         verbose=True,
@@ -226,6 +228,7 @@ class SharedPrivate(HCL):
         self.validation_fraction = validation_fraction
         self.patience = patience
         self.prune_threshold = prune_threshold
+        self.fusion = fusion
         self.random_state = random_state
         self.device = device
         self.verbose = verbose

@@ -9,8 +9,9 @@ shrinks the heads of structures the data do not support, which are then pruned. 
 of the same row (``private_augment``), so it learns what the modality carries beyond its shared blocks.
 
 Missing modalities are rows of NaN: alignment for ``S`` uses only the modalities a row has, a row with
-fewer than two observed modalities of ``S`` adds no alignment term for ``S``, and ``transform`` averages
-the available encoders.
+fewer than two observed modalities of ``S`` adds no alignment term for ``S``, and ``transform`` combines
+the available encoders: by default through a factor model of each structure's heads fitted after training,
+which weights a modality by how cleanly its head carries the shared factors (``fusion``).
 
 torch is imported inside the functions that need it, so importing this module stays cheap.
 """
@@ -196,6 +197,12 @@ class HCL(_ParamsMixin):
         minus mean negative cosine similarity of its heads, between 0 and 2; about 0.85 for a supported
         structure, about 0 for an absent one) is at least this value. Private structures are always kept:
         their positives are two views of the same row, which align even on noise.
+    fusion : {"factor", "mean"}, default "factor"
+        How ``transform`` combines the heads of a structure's modalities into its block. ``"mean"``
+        averages them. ``"factor"`` fits, after training, a factor-analysis model per structure on the
+        member heads (train rows) and returns the posterior mean of its factors given the heads a row
+        has: a modality whose head is a noisier view of the shared factors gets less weight, as in
+        precision weighting.
     strict_missing : bool, default True
         A row that observes only part of a structure ``S`` still aligns ``S`` over the modalities it has,
         except when that observed part is itself a candidate structure (e.g. a row without ``a`` and the
@@ -222,6 +229,9 @@ class HCL(_ParamsMixin):
         Every trained structure and its dimension.
     structure_ : dict of str to int
         Kept structures (after pruning) and their dimensions; ``transform`` returns these.
+    fusion_ : dict of str to dict
+        With ``fusion="factor"``, per kept shared structure the factor model of its member heads:
+        ``mean``, ``loadings`` (summed member dims x dim) and diagonal ``noise`` variances.
     history_ : list of float
         Training objective per epoch.
     val_history_ : list of float
@@ -252,6 +262,7 @@ class HCL(_ParamsMixin):
         validation_fraction=0.1,
         patience=10,
         prune_threshold=0.1,
+        fusion="factor",
         strict_missing=True,
         random_state=None,
         device="cpu",
@@ -275,6 +286,7 @@ class HCL(_ParamsMixin):
         self.validation_fraction = validation_fraction
         self.patience = patience
         self.prune_threshold = prune_threshold
+        self.fusion = fusion
         self.strict_missing = strict_missing
         self.random_state = random_state
         self.device = device
@@ -315,6 +327,8 @@ class HCL(_ParamsMixin):
             bad("prune_threshold", "use a number in [0, 2]")
         if not _is_num(self.decorrelation_upward) or not 0 <= self.decorrelation_upward <= 1:
             bad("decorrelation_upward", "use a fraction in [0, 1]")
+        if self.fusion not in ("factor", "mean"):
+            bad("fusion", "use 'factor' or 'mean'")
         if not isinstance(self.strict_missing, bool):
             bad("strict_missing", "use True or False")
         if not _is_int(self.nonlinear_decorrelation) or self.nonlinear_decorrelation < 0:
@@ -748,6 +762,69 @@ class HCL(_ParamsMixin):
         self.val_history_ = val_history
         self.n_epochs_ = epoch
         self._finish(x_va if n_val else x_tr, m_va if n_val else m_tr)
+        self._fit_fusion(xs, mask)
+
+    def _head_outputs(self, xs):
+        """Raw head outputs (before soft normalisation): dict m -> dict S -> ndarray (n, dim_S)."""
+        import torch
+
+        self.net_.eval()
+        with torch.no_grad():
+            outs = self.net_(xs)
+        return {
+            m: {s: o[:, a:b].cpu().numpy().astype(np.float64) for s, a, b in self._layout_[m]}
+            for m, o in zip(self.modalities_, outs, strict=True)
+        }
+
+    def _fit_fusion(self, xs, mask) -> None:
+        """Per kept shared structure, a factor model of its member heads (see ``fusion``)."""
+        self.fusion_ = {}
+        if self.fusion != "factor":
+            return
+        from sklearn.decomposition import FactorAnalysis
+
+        heads = self._head_outputs(xs)
+        observed = mask.cpu().numpy()
+        mods = self.modalities_
+        for s, dim in self.structure_.items():
+            members = parse_structure(s, mods)
+            if len(members) < 2:
+                continue
+            rows = observed[[mods.index(m) for m in members]].all(axis=0)
+            H = np.hstack([heads[m][s][rows] for m in members])
+            if rows.sum() < max(50, 2 * H.shape[1]):
+                logger.info("HCL fusion: %s has %d complete rows; its heads are averaged", s, rows.sum())
+                continue
+            fa = FactorAnalysis(n_components=dim, svd_method="lapack", random_state=0).fit(H)
+            self.fusion_[s] = {
+                "mean": fa.mean_,
+                "loadings": fa.components_.T.copy(),  # (sum of member dims, dim)
+                "noise": np.maximum(fa.noise_variance_, 1e-6 * float(np.var(H, axis=0).mean()) + 1e-12),
+            }
+
+    def _fuse(self, s, members, heads, observed) -> np.ndarray:
+        """Posterior mean of structure ``s``'s factors given the member heads each row has."""
+        params = self.fusion_[s]
+        dim = params["loadings"].shape[1]
+        widths = [heads[m][s].shape[1] for m in members]
+        offs = np.cumsum([0] + widths)
+        H = np.hstack([heads[m][s] for m in members])
+        obs = np.stack([observed[self.modalities_.index(m)] for m in members])  # (k, n)
+        out = np.zeros((H.shape[0], dim))
+        codes = (obs.astype(np.int64) * (2 ** np.arange(len(members)))[:, None]).sum(0)
+        for code in np.unique(codes):
+            if code == 0:
+                continue
+            cols = np.concatenate(
+                [np.arange(offs[i], offs[i + 1]) for i in range(len(members)) if code >> i & 1]
+            )
+            W = params["loadings"][cols]
+            inv_psi = 1.0 / params["noise"][cols]
+            precision = np.eye(dim) + (W.T * inv_psi) @ W
+            gain = np.linalg.solve(precision, W.T * inv_psi)  # (dim, |cols|)
+            rows = codes == code
+            out[rows] = (H[np.ix_(rows, cols)] - params["mean"][cols]) @ gain.T
+        return out
 
     def _epoch_end(self, epoch: int) -> None:
         """Hook called after each epoch (after the checkpoint is written); does nothing by default."""
@@ -827,9 +904,10 @@ class HCL(_ParamsMixin):
         Returns
         -------
         dict of str to ndarray (n, dim_S)
-            For each structure, the mean over the row's available modalities ``m`` in ``S`` of the head
-            output ``h_{m,S}`` (before the soft normalisation used in training, which would discard the
-            radius of the factors); zeros for rows with no modality of ``S``.
+            For each structure, its head outputs ``h_{m,S}`` over the row's available modalities ``m`` in
+            ``S`` (before the soft normalisation used in training, which would discard the radius of the
+            factors), combined as ``fusion`` says: the factor model's posterior mean, or their mean; zeros
+            for rows with no modality of ``S``.
         """
         import torch
 
@@ -844,26 +922,25 @@ class HCL(_ParamsMixin):
             torch.set_num_threads(int(self.n_threads))
         try:
             xs, mask = self._prepare(X)
-            self.net_.eval()
-            with torch.no_grad():
-                outs = self.net_(xs)
-                # raw head outputs: the soft normalisation used in training discards the radius of the
-                # latent factors, which a downstream linear model needs
-                emb = {
-                    m: {s: o[:, a:b] for s, a, b in self._layout_[m]}
-                    for m, o in zip(self.modalities_, outs, strict=True)
-                }
+            # raw head outputs: the soft normalisation used in training discards the radius of the
+            # latent factors, which a downstream linear model needs
+            heads = self._head_outputs(xs)
+            observed = mask.cpu().numpy()
+            fusion = getattr(self, "fusion_", {})
             out = {}
             mods = self.modalities_
             for s in names:
                 members = parse_structure(s, mods)
-                acc = torch.zeros(mask.shape[1], self.candidates_[s], device=self.device)
-                cnt = torch.zeros(mask.shape[1], 1, device=self.device)
+                if s in fusion:
+                    out[s] = self._fuse(s, members, heads, observed)
+                    continue
+                acc = np.zeros((observed.shape[1], self.candidates_[s]))
+                cnt = np.zeros((observed.shape[1], 1))
                 for m in members:
-                    w = mask[mods.index(m)].to(acc.dtype).unsqueeze(1)
-                    acc = acc + emb[m][s] * w
-                    cnt = cnt + w
-                out[s] = (acc / cnt.clamp_min(1.0)).cpu().numpy().astype(np.float64)
+                    w = observed[mods.index(m)].astype(np.float64)[:, None]
+                    acc += heads[m][s] * w
+                    cnt += w
+                out[s] = acc / np.maximum(cnt, 1.0)
         finally:
             if self.n_threads is not None:
                 torch.set_num_threads(old)
@@ -912,6 +989,9 @@ class HCL(_ParamsMixin):
             for m in self.modalities_:
                 tensors[f"mean.{m}"] = torch.as_tensor(self.mean_[m])
                 tensors[f"scale.{m}"] = torch.as_tensor(self.scale_[m])
+            for st, params in getattr(self, "fusion_", {}).items():
+                for key, value in params.items():
+                    tensors[f"fusion.{st}.{key}"] = torch.as_tensor(np.ascontiguousarray(value))
             save_file(tensors, str(tmp / WEIGHTS_FILE))
             (tmp / CONFIG_FILE).write_text(
                 json.dumps(self._config(), indent=2, default=float), encoding="utf-8"
@@ -971,6 +1051,11 @@ class HCL(_ParamsMixin):
         tensors = load_file(str(w_file))
         model.mean_ = {m: tensors[f"mean.{m}"].numpy() for m in model.modalities_}
         model.scale_ = {m: tensors[f"scale.{m}"].numpy() for m in model.modalities_}
+        model.fusion_ = {}
+        for key, value in tensors.items():
+            if key.startswith("fusion."):
+                st, name = key[len("fusion.") :].rsplit(".", 1)
+                model.fusion_.setdefault(st, {})[name] = value.numpy().astype(np.float64)
         head_dims = [[b - a for _s, a, b in model._layout_[m]] for m in model.modalities_]
         net = _build_net([model.dims_[m] for m in model.modalities_], model._hidden_, head_dims)
         state = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
