@@ -192,11 +192,15 @@ class HCL(_ParamsMixin):
         Fraction of rows held out to monitor the objective for early stopping (0 disables it).
     patience : int, default 10
         Epochs without improvement of the validation objective before stopping (best weights kept).
-    prune_threshold : float, default 0.1
-        A shared structure (two or more modalities) is kept when its held-out alignment (mean positive
-        minus mean negative cosine similarity of its heads, between 0 and 2; about 0.85 for a supported
-        structure, about 0 for an absent one) is at least this value. Private structures are always kept:
-        their positives are two views of the same row, which align even on noise.
+    prune_threshold : float, default 0.3
+        A shared structure (two or more modalities) is kept when the held-out alignment (mean positive
+        minus mean negative cosine similarity of the heads, between 0 and 2; about 0.85 for a supported
+        structure, about 0 for an absent one) of its *weakest pair* of modalities is at least this value:
+        every pair of a structure's modalities shares its factors. Private structures are always kept:
+        their positives are two views of the same row, which align even on noise. Structures of three or
+        more modalities that fail this test after the first fit are dropped and the model is fitted
+        again without them (``dropped_structures_``): a block of ``a+b+c`` earns part of its reward when
+        only ``a`` and ``b`` agree, so while it is trained it can starve a true ``a+b`` block.
     fusion : {"factor", "mean"}, default "factor"
         How ``transform`` combines the heads of a structure's modalities into its block. ``"mean"``
         averages them. ``"factor"`` fits, after training, a factor-analysis model per structure on the
@@ -239,7 +243,10 @@ class HCL(_ParamsMixin):
     n_epochs_ : int
     summary : pandas.DataFrame
         One row per candidate structure: structure, kind, dim, head norm per modality, relative norm,
-        validation alignment (mean positive minus mean negative similarity), kept.
+        validation alignment (mean positive minus mean negative similarity), the alignment of its weakest
+        pair of modalities, kept. Dropped structures come last, with their first fit's figures.
+    dropped_structures_ : list of str
+        Structures of three or more modalities dropped after the first fit (see ``prune_threshold``).
     """
 
     _losses = ("spectral", "infonce")
@@ -261,7 +268,7 @@ class HCL(_ParamsMixin):
         lr=3e-3,
         validation_fraction=0.1,
         patience=10,
-        prune_threshold=0.1,
+        prune_threshold=0.3,
         fusion="factor",
         strict_missing=True,
         random_state=None,
@@ -560,6 +567,7 @@ class HCL(_ParamsMixin):
         params = {k: v for k, v in self.get_params().items() if k not in _NON_RESULT_PARAMS}
         params["random_state"] = self._seed_value
         h = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
+        h.update(json.dumps(self.candidates_).encode())
         for m in self.modalities_:
             a = X[m]
             h.update(m.encode())
@@ -596,7 +604,26 @@ class HCL(_ParamsMixin):
         try:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self._seed_value)
-                self._fit(X, modalities)
+                self._fit(X, modalities, self._resolve_structures(modalities), self.checkpoint_dir)
+                # A block of a+b+c is rewarded for a and b agreeing even when c does not, so it can take
+                # the factors of a true a+b and starve that block. A structure none of whose members may
+                # disagree is absent when its weakest pair does not align: drop those and fit again.
+                absent = [
+                    r["structure"]
+                    for r in self.summary_records_
+                    if r["weakest_pair_alignment"] < float(self.prune_threshold)
+                    and len(parse_structure(r["structure"], modalities)) >= 3
+                ]
+                remaining = {s: d for s, d in self.candidates_.items() if s not in absent}
+                if absent and remaining:
+                    first_round = {r["structure"]: r for r in self.summary_records_ if r["structure"] in absent}
+                    torch.manual_seed(self._seed_value)
+                    refit_dir = None if self.checkpoint_dir is None else Path(self.checkpoint_dir) / "refit"
+                    self._fit(X, modalities, remaining, refit_dir)
+                    self.summary_records_ += [dict(first_round[s], kept=False) for s in absent]
+                    self.dropped_structures_ = absent
+                else:
+                    self.dropped_structures_ = []
         finally:
             if self.n_threads is not None:
                 torch.set_num_threads(old_threads)
@@ -606,12 +633,12 @@ class HCL(_ParamsMixin):
         """``fit(X)`` then ``transform(X)``."""
         return self.fit(X).transform(X)
 
-    def _fit(self, X: dict[str, np.ndarray], modalities: list[str]) -> None:
+    def _fit(self, X: dict[str, np.ndarray], modalities: list[str], candidates, checkpoint_dir) -> None:
         import torch
 
         self.modalities_ = modalities
         self.dims_ = {m: int(X[m].shape[1]) for m in modalities}
-        self.candidates_ = self._resolve_structures(modalities)
+        self.candidates_ = dict(candidates)
         self._layout_ = self._layout()
         self.mean_, self.scale_ = {}, {}
         for m in modalities:
@@ -650,8 +677,8 @@ class HCL(_ParamsMixin):
         best_val, best_state, bad_epochs, start_epoch, stopped = np.inf, None, 0, 0, False
         fingerprint = None
         ckpt_path = None
-        if self.checkpoint_dir is not None:
-            ckpt_path = Path(self.checkpoint_dir) / CHECKPOINT_FILE
+        if checkpoint_dir is not None:
+            ckpt_path = Path(checkpoint_dir) / CHECKPOINT_FILE
             fingerprint = self._fingerprint(X)
             if ckpt_path.exists():
                 # safe: weights_only=True unpickles only tensors and plain containers, never code
@@ -855,18 +882,25 @@ class HCL(_ParamsMixin):
                     idx = [mods.index(m) for m in members]
                     z = torch.stack([emb[m][s] for m in members])
                     gap = -float(spectral(z, mask[idx]))
+                    k = len(members)
+                    weakest = min(
+                        -float(spectral(z[[a, b]], mask[[idx[a], idx[b]]]))
+                        for a in range(k)
+                        for b in range(a + 1, k)
+                    )
                 else:
                     i = mods.index(members[0])
                     z = torch.stack([aug[0][members[0]][s], aug[1][members[0]][s]])
-                    gap = -float(spectral(z, mask[[i, i]]))
+                    gap = weakest = -float(spectral(z, mask[[i, i]]))
             rel = struct_norm[s] / top if top > 0 else 0.0
-            keep = len(members) < 2 or gap >= float(self.prune_threshold)
+            # every pair of a structure's modalities shares its factors, so its weakest pair decides
+            keep = len(members) < 2 or weakest >= float(self.prune_threshold)
             if keep:
                 kept[s] = dim
             rec = {"structure": s, "kind": kind(s, mods), "dim": dim}
             for m in mods:
                 rec[f"head_norm_{m}"] = norms.get((m, s), float("nan"))
-            rec.update({"relative_norm": rel, "alignment": gap, "kept": keep})
+            rec.update({"relative_norm": rel, "alignment": gap, "weakest_pair_alignment": weakest, "kept": keep})
             records.append(rec)
         if not kept:  # nothing supported: keep the best-aligned structure rather than nothing
             best = max(records, key=lambda r: r["alignment"])["structure"]
@@ -968,6 +1002,7 @@ class HCL(_ParamsMixin):
             "val_history": self.val_history_,
             "n_epochs": self.n_epochs_,
             "summary": self.summary_records_,
+            "dropped_structures": self.dropped_structures_,
         }
 
     def save(self, path) -> Path:
@@ -1046,6 +1081,7 @@ class HCL(_ParamsMixin):
         model.val_history_ = list(cfg["val_history"])
         model.n_epochs_ = int(cfg["n_epochs"])
         model.summary_records_ = list(cfg["summary"])
+        model.dropped_structures_ = list(cfg.get("dropped_structures", []))
         model._layout_ = model._layout()
         model._make_losses()
         tensors = load_file(str(w_file))

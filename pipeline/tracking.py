@@ -13,6 +13,7 @@ scikit-learn models in skops format made of scikit-learn types only. mlflow is i
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import math
 import os
@@ -265,7 +266,14 @@ def register_champion(cfg: TrackingConfig, model_uri: str, task: str) -> int:
     mlflow = _mlflow(cfg)
     from mlflow import MlflowClient
 
-    mv = mlflow.register_model(model_uri, task)
+    # mlflow prints "Successfully registered model ..." to stderr itself; route it through our logging
+    # so --quiet stays quiet
+    printed = io.StringIO()
+    with contextlib.redirect_stderr(printed):
+        mv = mlflow.register_model(model_uri, task)
+    for line in printed.getvalue().splitlines():
+        if line.strip():
+            logger.info("mlflow: %s", line.strip())
     MlflowClient().set_registered_model_alias(task, "champion", mv.version)
     return int(mv.version)
 

@@ -221,3 +221,18 @@ def test_factor_fusion_downweights_a_noisy_modality():
     assert est.fusion_ == {} and r2["factor"] > 0.9
     # the unexplained variance of the shared factors drops by at least a quarter (measured: 0.057 vs 0.089)
     assert 1 - r2["factor"] < 0.75 * (1 - r2["mean"]), r2
+
+
+def test_absent_triple_is_dropped_and_the_pair_it_starved_is_found():
+    """Four modalities, truth = global + a+b + privates. Trained with every candidate, a block of a+b+c
+    earns part of its reward from a and b agreeing alone; the weakest-pair test drops such triples and
+    the refit recovers a+b."""
+    ranks = {"a+b+c+d": 2, "a+b": 2, "a": 1, "b": 1, "c": 1, "d": 1}
+    sim = simulate(n=2000, seed=5, dims={m: 15 for m in "abcd"}, ranks=ranks)
+    model = HCL(hidden=(), embedding_dim=4, max_epochs=60, random_state=0, verbose=False, n_threads=1).fit(sim.X)
+    summ = model.summary.set_index("structure")
+    assert set(model.structure_) == set(ranks), model.summary[["structure", "weakest_pair_alignment", "kept"]]
+    assert {"a+b+c", "a+b+d"} <= set(model.dropped_structures_)
+    assert all(not summ.loc[s, "kept"] for s in model.dropped_structures_)
+    table = r2_table(model.transform(sim.X), sim)
+    assert table[("a+b", "a+b")] >= 0.8 and table[("a+b+c+d", "a+b+c+d")] >= 0.8, table
