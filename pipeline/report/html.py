@@ -211,8 +211,30 @@ def _structure(models_dir: Path) -> str:
         parts.append(
             f"<h3>{_e(f.parent.name)}</h3>"
             + _img(heatmap_figure(ve, f.parent.name), f"variance explained {f.parent.name}")
+            + _discovery(f.parent / "summary.csv")
         )
     return "\n".join(parts)
+
+
+def _discovery(path: Path) -> str:
+    """Deep HCL's candidate structures: alignment of their weakest modality pair, kept or pruned."""
+    import pandas as pd
+
+    if not path.exists():
+        return ""
+    summary = pd.read_csv(path)
+    if not {"structure", "kind", "weakest_pair_alignment", "kept"} <= set(summary.columns):
+        return ""  # LinearHCL's summary has its own columns; its heatmap says enough
+    rows = [
+        [r.structure, r.kind, f"{r.alignment:.2f}", f"{r.weakest_pair_alignment:.2f}", "kept" if r.kept else "pruned"]
+        for r in summary.itertuples()
+    ]
+    return (
+        "<p>Candidate structures of the deep model. A shared structure is kept when the held-out "
+        "alignment of its weakest pair of modalities reaches <code>prune_threshold</code>; private "
+        "structures are always kept.</p>"
+        + _table(["structure", "kind", "alignment", "weakest pair", "decision"], rows)
+    )
 
 
 def _curve(plots_dir: Path, name: str, kind: str, caption: str) -> str:

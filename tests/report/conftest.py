@@ -69,6 +69,15 @@ def build_inputs(root: Path, n_subjects: int, seed: int = 0) -> dict:
         {"codes+labs": [0.4, 0.3], "codes": [0.2, 0.0], "labs": [0.0, 0.5]},
         index=pd.Index(["codes", "labs"], name="modality"),
     ).to_csv(models / "hcl" / "variance_explained.csv")
+    pd.DataFrame(  # the deep model's summary.csv (abridged to the columns the report reads)
+        {
+            "structure": ["codes+labs", "codes", "labs"],
+            "kind": ["global", "private", "private"],
+            "alignment": [0.81, 0.7, 0.9],
+            "weakest_pair_alignment": [0.81, 0.7, 0.9],
+            "kept": [True, True, True],
+        }
+    ).to_csv(models / "hcl" / "summary.csv")
     cfg = PredictConfig(
         models=["logistic"],
         bootstrap_resamples=50,

@@ -39,6 +39,7 @@ def test_report_has_every_section_with_content(large_inputs, tmp_path):
     n_ho = int((lab.split == "held_out").sum())
     assert f">{n_ho}<" in splits
     assert "notes" in _section(doc, "modalities")
+    assert "weakest pair" in _section(doc, "structure") and ">0.81<" in _section(doc, "structure")
     for sid in ("structure", "roc", "pr", "calibration", "survival"):
         assert "data:image/png;base64," in _section(doc, sid), sid
     comp = _section(doc, "comparison")
