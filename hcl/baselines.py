@@ -143,6 +143,7 @@ class CLIP(HCL):
     private_augment = 0.2
     prune_threshold = 0.0
     fusion = "mean"  # CLIP averages its encoders' embeddings
+    private = "contrastive"  # no private structures; unused
 
     def __init__(
         self,
@@ -207,6 +208,7 @@ class SharedPrivate(HCL):
         patience=10,
         prune_threshold=0.0,
         fusion="factor",
+        private="residual",
         random_state=None,
         device="cpu",
         verbose=True,
@@ -229,6 +231,7 @@ class SharedPrivate(HCL):
         self.patience = patience
         self.prune_threshold = prune_threshold
         self.fusion = fusion
+        self.private = private
         self.random_state = random_state
         self.device = device
         self.verbose = verbose

@@ -11,7 +11,9 @@ of the same row (``private_augment``), so it learns what the modality carries be
 Missing modalities are rows of NaN: alignment for ``S`` uses only the modalities a row has, a row with
 fewer than two observed modalities of ``S`` adds no alignment term for ``S``, and ``transform`` combines
 the available encoders: by default through a factor model of each structure's heads fitted after training,
-which weights a modality by how cleanly its head carries the shared factors (``fusion``).
+which weights a modality by how cleanly its head carries the shared factors (``fusion``). A private block
+is, by default, the principal components of what its modality carries beyond its shared blocks
+(``private``).
 
 torch is imported inside the functions that need it, so importing this module stays cheap.
 """
@@ -207,6 +209,14 @@ class HCL(_ParamsMixin):
         member heads (train rows) and returns the posterior mean of its factors given the heads a row
         has: a modality whose head is a noisier view of the shared factors gets less weight, as in
         precision weighting.
+    private : {"residual", "contrastive"}, default "residual"
+        What ``transform`` returns for a private structure. ``"contrastive"``: its head, trained on two
+        feature-masked views of the row. ``"residual"``: the top ``dim`` principal components (train rows)
+        of the modality's standardised inputs after a least-squares fit on the modality's kept shared
+        blocks, i.e. what the modality carries beyond what it shares. Masked views of sparse or
+        redundant features agree on little that is private, so the contrastive heads learn these
+        factors weakly (held-out R² of the demo's private factors 0.05-0.76 vs 0.40-0.93 for residuals).
+        The private heads are trained either way: their decorrelation shapes the shared blocks.
     strict_missing : bool, default True
         A row that observes only part of a structure ``S`` still aligns ``S`` over the modalities it has,
         except when that observed part is itself a candidate structure (e.g. a row without ``a`` and the
@@ -245,6 +255,10 @@ class HCL(_ParamsMixin):
         One row per candidate structure: structure, kind, dim, head norm per modality, relative norm,
         validation alignment (mean positive minus mean negative similarity), the alignment of its weakest
         pair of modalities, kept. Dropped structures come last, with their first fit's figures.
+    private_ : dict of str to dict
+        With ``private="residual"``, per private structure: ``coef`` (least-squares coefficients of the
+        modality's standardised inputs on an intercept and its kept shared blocks), ``center`` and
+        ``components`` (principal axes of the residual).
     dropped_structures_ : list of str
         Structures of three or more modalities dropped after the first fit (see ``prune_threshold``).
     """
@@ -270,6 +284,7 @@ class HCL(_ParamsMixin):
         patience=10,
         prune_threshold=0.3,
         fusion="factor",
+        private="residual",
         strict_missing=True,
         random_state=None,
         device="cpu",
@@ -294,6 +309,7 @@ class HCL(_ParamsMixin):
         self.patience = patience
         self.prune_threshold = prune_threshold
         self.fusion = fusion
+        self.private = private
         self.strict_missing = strict_missing
         self.random_state = random_state
         self.device = device
@@ -336,6 +352,8 @@ class HCL(_ParamsMixin):
             bad("decorrelation_upward", "use a fraction in [0, 1]")
         if self.fusion not in ("factor", "mean"):
             bad("fusion", "use 'factor' or 'mean'")
+        if self.private not in ("residual", "contrastive"):
+            bad("private", "use 'residual' or 'contrastive'")
         if not isinstance(self.strict_missing, bool):
             bad("strict_missing", "use True or False")
         if not _is_int(self.nonlinear_decorrelation) or self.nonlinear_decorrelation < 0:
@@ -790,6 +808,7 @@ class HCL(_ParamsMixin):
         self.n_epochs_ = epoch
         self._finish(x_va if n_val else x_tr, m_va if n_val else m_tr)
         self._fit_fusion(xs, mask)
+        self._fit_private(xs, mask)
 
     def _head_outputs(self, xs):
         """Raw head outputs (before soft normalisation): dict m -> dict S -> ndarray (n, dim_S)."""
@@ -828,6 +847,60 @@ class HCL(_ParamsMixin):
                 "loadings": fa.components_.T.copy(),  # (sum of member dims, dim)
                 "noise": np.maximum(fa.noise_variance_, 1e-6 * float(np.var(H, axis=0).mean()) + 1e-12),
             }
+
+    def _shared_design(self, m, heads, observed) -> np.ndarray:
+        """Intercept + the kept shared blocks of modality ``m``, as ``transform`` returns them."""
+        mods = self.modalities_
+        cols = [np.ones((observed.shape[1], 1))]
+        for s in self.structure_:
+            members = parse_structure(s, mods)
+            if len(members) >= 2 and m in members:
+                cols.append(self._combine(s, members, heads, observed))
+        return np.hstack(cols)
+
+    def _fit_private(self, xs, mask) -> None:
+        """Per kept private structure, the principal axes of its modality's residual (see ``private``)."""
+        self.private_ = {}
+        if self.private != "residual":
+            return
+        heads = self._head_outputs(xs)
+        observed = mask.cpu().numpy()
+        mods = self.modalities_
+        for s, dim in self.structure_.items():
+            members = parse_structure(s, mods)
+            if len(members) != 1:
+                continue
+            i = mods.index(members[0])
+            rows = observed[i]
+            x = xs[i].cpu().numpy().astype(np.float64)[rows]
+            design = self._shared_design(members[0], heads, observed)[rows]
+            coef, *_ = np.linalg.lstsq(design, x, rcond=None)
+            resid = x - design @ coef
+            center = resid.mean(axis=0)
+            _u, _sv, vt = np.linalg.svd(resid - center, full_matrices=False)
+            k = min(dim, vt.shape[0])
+            components = np.zeros((x.shape[1], dim))  # a block keeps its dimension even if rank-short
+            components[:, :k] = vt[:k].T
+            self.private_[s] = {"coef": coef, "center": center, "components": components}
+
+    def _residual_block(self, s, m, xs, heads, observed) -> np.ndarray:
+        params = self.private_[s]
+        i = self.modalities_.index(m)
+        x = xs[i].cpu().numpy().astype(np.float64)
+        resid = x - self._shared_design(m, heads, observed) @ params["coef"]
+        return ((resid - params["center"]) @ params["components"]) * observed[i][:, None]
+
+    def _combine(self, s, members, heads, observed) -> np.ndarray:
+        """Block ``s`` from the member heads: the factor model's posterior mean, or the mean of the heads."""
+        if s in getattr(self, "fusion_", {}):
+            return self._fuse(s, members, heads, observed)
+        acc = np.zeros((observed.shape[1], self.candidates_[s]))
+        cnt = np.zeros((observed.shape[1], 1))
+        for m in members:
+            w = observed[self.modalities_.index(m)].astype(np.float64)[:, None]
+            acc += heads[m][s] * w
+            cnt += w
+        return acc / np.maximum(cnt, 1.0)
 
     def _fuse(self, s, members, heads, observed) -> np.ndarray:
         """Posterior mean of structure ``s``'s factors given the member heads each row has."""
@@ -960,21 +1033,14 @@ class HCL(_ParamsMixin):
             # latent factors, which a downstream linear model needs
             heads = self._head_outputs(xs)
             observed = mask.cpu().numpy()
-            fusion = getattr(self, "fusion_", {})
+            private = getattr(self, "private_", {})
             out = {}
-            mods = self.modalities_
             for s in names:
-                members = parse_structure(s, mods)
-                if s in fusion:
-                    out[s] = self._fuse(s, members, heads, observed)
-                    continue
-                acc = np.zeros((observed.shape[1], self.candidates_[s]))
-                cnt = np.zeros((observed.shape[1], 1))
-                for m in members:
-                    w = observed[mods.index(m)].astype(np.float64)[:, None]
-                    acc += heads[m][s] * w
-                    cnt += w
-                out[s] = acc / np.maximum(cnt, 1.0)
+                members = parse_structure(s, self.modalities_)
+                if s in private:
+                    out[s] = self._residual_block(s, members[0], xs, heads, observed)
+                else:
+                    out[s] = self._combine(s, members, heads, observed)
         finally:
             if self.n_threads is not None:
                 torch.set_num_threads(old)
@@ -1024,9 +1090,10 @@ class HCL(_ParamsMixin):
             for m in self.modalities_:
                 tensors[f"mean.{m}"] = torch.as_tensor(self.mean_[m])
                 tensors[f"scale.{m}"] = torch.as_tensor(self.scale_[m])
-            for st, params in getattr(self, "fusion_", {}).items():
-                for key, value in params.items():
-                    tensors[f"fusion.{st}.{key}"] = torch.as_tensor(np.ascontiguousarray(value))
+            for kind_, fitted in (("fusion", getattr(self, "fusion_", {})), ("private", getattr(self, "private_", {}))):
+                for st, params in fitted.items():
+                    for key, value in params.items():
+                        tensors[f"{kind_}.{st}.{key}"] = torch.as_tensor(np.ascontiguousarray(value))
             save_file(tensors, str(tmp / WEIGHTS_FILE))
             (tmp / CONFIG_FILE).write_text(
                 json.dumps(self._config(), indent=2, default=float), encoding="utf-8"
@@ -1087,11 +1154,12 @@ class HCL(_ParamsMixin):
         tensors = load_file(str(w_file))
         model.mean_ = {m: tensors[f"mean.{m}"].numpy() for m in model.modalities_}
         model.scale_ = {m: tensors[f"scale.{m}"].numpy() for m in model.modalities_}
-        model.fusion_ = {}
+        model.fusion_, model.private_ = {}, {}
         for key, value in tensors.items():
-            if key.startswith("fusion."):
-                st, name = key[len("fusion.") :].rsplit(".", 1)
-                model.fusion_.setdefault(st, {})[name] = value.numpy().astype(np.float64)
+            kind_, _, rest = key.partition(".")
+            if kind_ in ("fusion", "private"):
+                st, name = rest.rsplit(".", 1)
+                getattr(model, f"{kind_}_").setdefault(st, {})[name] = value.numpy().astype(np.float64)
         head_dims = [[b - a for _s, a, b in model._layout_[m]] for m in model.modalities_]
         net = _build_net([model.dims_[m] for m in model.modalities_], model._hidden_, head_dims)
         state = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
