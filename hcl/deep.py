@@ -624,8 +624,9 @@ class HCL(_ParamsMixin):
                 torch.manual_seed(self._seed_value)
                 self._fit(X, modalities, self._resolve_structures(modalities), self.checkpoint_dir)
                 # A block of a+b+c is rewarded for a and b agreeing even when c does not, so it can take
-                # the factors of a true a+b and starve that block. A structure none of whose members may
-                # disagree is absent when its weakest pair does not align: drop those and fit again.
+                # the factors of a true a+b and starve that block. Every pair of a structure's modalities
+                # shares its factors, so a triple (or larger) whose weakest pair does not align is absent:
+                # drop those and fit again without them.
                 absent = [
                     r["structure"]
                     for r in self.summary_records_
