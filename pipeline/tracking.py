@@ -59,17 +59,27 @@ class TrackingConfig(BaseModel):
 
 
 def project_root(cwd: Path | None = None) -> Path:
-    """The git top of ``cwd`` (default: the working directory), else ``cwd`` itself, absolute."""
+    """The git top of ``cwd`` (default: the working directory), else ``cwd`` itself, absolute.
+
+    ``dvc exp run --queue`` and ``--temp`` run each experiment in a temporary git copy under
+    ``<project>/.dvc/tmp/exps/``; the project is the folder above that ``.dvc``, so their MLflow runs
+    land in the project's store rather than in a copy that DVC deletes afterwards.
+    """
     cwd = Path(cwd or Path.cwd()).resolve()
+    top = cwd
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--show-toplevel"], cwd=cwd, capture_output=True, text=True, timeout=10
         )
         if out.returncode == 0 and out.stdout.strip():
-            return Path(out.stdout.strip()).resolve()
+            top = Path(out.stdout.strip()).resolve()
     except (OSError, subprocess.SubprocessError):
         pass
-    return cwd
+    parts = top.parts
+    for i in range(len(parts) - 2):
+        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i])
+    return top
 
 
 def resolve_tracking_uri(cfg: TrackingConfig, root: Path | None = None) -> str:

@@ -259,3 +259,19 @@ def test_no_identifiers_or_patient_rows_in_store_or_artifacts(tracked):
         data = f.read_bytes()
         hits = [i for i in ids if i in data]
         assert not hits, f"{f} contains identifiers {hits[:3]}"
+
+
+def test_dvc_temp_experiments_track_into_the_project_store(tmp_path):
+    """`dvc exp run --queue/--temp` runs in <project>/.dvc/tmp/exps/<tmp>, itself a git copy: its MLflow
+    runs must land in the project's mlflow.db, not in the copy DVC deletes."""
+    import subprocess
+
+    from pipeline.tracking import TrackingConfig, project_root, resolve_tracking_uri
+
+    project = tmp_path / "proj"
+    copy = project / ".dvc" / "tmp" / "exps" / "tmpa1b2c3"
+    copy.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(copy)], check=True)
+    assert project_root(copy) == project.resolve()
+    assert project_root(project) == project.resolve()
+    assert resolve_tracking_uri(TrackingConfig(), root=project_root(copy)) == f"sqlite:///{project.resolve() / 'mlflow.db'}"
