@@ -76,8 +76,13 @@ def mp_median(gamma: float) -> float:
 
 def _noise_from_eigs(eigs: np.ndarray, n: int) -> float:
     """Noise variance from covariance eigenvalues of a d-dim block (Gavish-Donoho median rule)."""
-    d = len(eigs)
     eigs = np.sort(eigs)
+    # A modality whose features span fewer dimensions than it has columns (e.g. embeddings of a few
+    # templated sentences) has a null space of exactly zero variance; its median eigenvalue is then 0
+    # and every structure with it looks infinitely strong. Read the noise from the spanned part only.
+    rank = int(np.sum(eigs > 1e-8 * max(float(eigs[-1]), 1e-300)))
+    eigs = eigs[len(eigs) - max(rank, 1) :]
+    d = len(eigs)
     if d <= n:
         return float(max(np.median(eigs), 1e-12) / mp_median(d / n))
     # d > n: only n nonzero eigenvalues, which follow MP with ratio n/d scaled by d/n

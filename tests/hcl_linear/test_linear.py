@@ -233,3 +233,16 @@ def test_fit_time_scales_with_covariance_not_n():
         warnings.simplefilter("error", ConvergenceWarning)
         LinearHCL(ranks=2).fit(sim.X)
     assert time.perf_counter() - t < 5.0
+
+
+def test_rank_deficient_modality_gets_a_finite_noise_level():
+    """A modality whose 60 columns span only 12 dimensions (as note embeddings of a few templated
+    sentences do) has a zero-variance null space. Its noise level must come from the spanned part, not
+    from the zero median eigenvalue, or every structure containing it looks infinitely strong."""
+    sim = hierarchical(2000, {"a": 20, "b": 12}, {"a+b": 2, "a": 1, "b": 1}, noise=1.0, random_state=0)
+    rng = np.random.default_rng(1)
+    X = {"a": sim.X["a"], "b": sim.X["b"] @ rng.normal(size=(12, 60))}  # rank 12 in 60 columns
+    model = LinearHCL(ranks="auto", refine=False).fit(X)
+    assert 1e-3 < model.noise_variance_["b"] < 1e3, model.noise_variance_
+    assert np.isfinite(model.summary["min_snr"]).all() and model.summary["min_snr"].max() < 1e6
+    assert "a+b" in model.structure_
