@@ -21,7 +21,7 @@ import polars as pl
 import pyarrow as pa
 
 from pipeline.exceptions import InputSchemaError, MissingInputError
-from pipeline.sources import EVENTS_POLARS, REJECTS_SCHEMA, to_events
+from pipeline.sources import EVENTS_POLARS, REJECTS_SCHEMA, _short, to_events
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class MedsSource:
                 schema = pq.read_schema(f)
             except (pa.ArrowInvalid, OSError) as exc:
                 raise InputSchemaError(
-                    f"{f}: not a readable parquet file ({str(exc)[:120]}); re-export it"
+                    f"{f}: not a readable parquet file ({_short(exc)}); re-export it"
                 ) from None
             for col, kind in REQUIRED.items():
                 if col not in schema.names:

@@ -36,6 +36,18 @@ from pipeline.sources import (
 
 log = logging.getLogger(__name__)
 
+# discharge and radiology notes share one layout in MIMIC-IV-Note
+_NOTE_TABLE = (
+    {
+        "note_id": STRING,
+        "subject_id": INT,
+        "hadm_id": INT,
+        "charttime": DATETIME,
+        "storetime": DATETIME,
+        "text": STRING,
+    },
+    {"subject_id", "text"},
+)
 #: table -> (columns and kinds, required (non-null) columns)
 TABLES: dict[str, tuple[dict[str, str], set[str]]] = {
     "hosp/patients": (
@@ -88,28 +100,8 @@ TABLES: dict[str, tuple[dict[str, str], set[str]]] = {
         {"subject_id": INT, "hadm_id": INT, "starttime": DATETIME, "drug": STRING, "ndc": STRING},
         {"subject_id", "starttime"},
     ),
-    "note/discharge": (
-        {
-            "note_id": STRING,
-            "subject_id": INT,
-            "hadm_id": INT,
-            "charttime": DATETIME,
-            "storetime": DATETIME,
-            "text": STRING,
-        },
-        {"subject_id", "text"},
-    ),
-    "note/radiology": (
-        {
-            "note_id": STRING,
-            "subject_id": INT,
-            "hadm_id": INT,
-            "charttime": DATETIME,
-            "storetime": DATETIME,
-            "text": STRING,
-        },
-        {"subject_id", "text"},
-    ),
+    "note/discharge": _NOTE_TABLE,
+    "note/radiology": _NOTE_TABLE,
 }
 REQUIRED_TABLES = ("hosp/patients", "hosp/admissions")
 DICTIONARIES = {

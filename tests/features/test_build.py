@@ -16,6 +16,19 @@ from pipeline.features import FeaturesConfig, build_features
 from .conftest import base_dataset, day, ev, write_events, write_labels
 
 
+def second_prediction_rows():
+    """A second prediction row per subject, at day 3 of its admission ``s * 10 + 1``."""
+    return [
+        {
+            "subject_id": s,
+            "hadm_id": s * 10 + 1,
+            "prediction_time": day(3),
+            "split": "train" if s <= 10 else "held_out",
+        }
+        for s in range(1, 13)
+    ]
+
+
 def _run(tmp_path, events, labels, config, name="out"):
     events_dir = write_events(events, tmp_path / f"events_{name}")
     labels_path = write_labels(labels, tmp_path / f"labels_{name}" / "labels.parquet")
@@ -32,15 +45,7 @@ def _read(out, modality):
 def test_every_file_has_label_rows_in_label_order(tmp_path, small_config):
     events, labels = base_dataset()
     # a second prediction row per subject at the prior discharge, and shuffled label order
-    labels += [
-        {
-            "subject_id": s,
-            "hadm_id": s * 10 + 1,
-            "prediction_time": day(3),
-            "split": "train" if s <= 10 else "held_out",
-        }
-        for s in range(1, 13)
-    ]
+    labels += second_prediction_rows()
     order = np.random.default_rng(0).permutation(len(labels))
     labels = [labels[i] for i in order]
     # subject s gets s extra Heparin starts before day 32 so each row's count identifies the row
@@ -315,15 +320,7 @@ def test_cohort_yaml_lookback_is_applied(tmp_path, small_config):
 
 def test_join_batching_does_not_change_outputs(tmp_path, small_config):
     events, labels = base_dataset(held_out_variant=3)
-    labels += [
-        {
-            "subject_id": s,
-            "hadm_id": s * 10 + 1,
-            "prediction_time": day(3),
-            "split": "train" if s <= 10 else "held_out",
-        }
-        for s in range(1, 13)
-    ]
+    labels += second_prediction_rows()
     out_a, _ = _run(tmp_path, events, labels, small_config, "a")
     out_b, _ = _run(tmp_path, events, labels, small_config.model_copy(update={"join_batch_rows": 1}), "b")
     for name in ("codes", "labs", "medications", "notes", "mask", "provenance"):
