@@ -42,6 +42,11 @@ def baseline(synth_small, tmp_path_factory):
 
 
 # ----------------------------------------------------------------------------- schema problems
+def _at_row(row: int, value: str, column: str) -> pl.Expr:
+    """``column`` with its value at ``row`` replaced by ``value`` (a raw CSV string)."""
+    return pl.when(pl.int_range(pl.len()) == row).then(pl.lit(value)).otherwise(column)
+
+
 def test_missing_table(raw_copy, tmp_path):
     (raw_copy / "hosp" / "admissions.csv.gz").unlink()
     with pytest.raises(InputSchemaError, match=r"admissions\.csv\.gz: required table is missing") as e:
@@ -142,14 +147,7 @@ def test_discharge_before_admission(raw_copy, tmp_path, caplog, baseline):
     p = raw_copy / "hosp" / "admissions.csv.gz"
     df = read_raw(p)
     bad = df.row(0, named=True)
-    write_raw(
-        df.with_columns(
-            dischtime=pl.when(pl.int_range(pl.len()) == 0)
-            .then(pl.lit("2000-01-01 00:00:00"))
-            .otherwise("dischtime")
-        ),
-        p,
-    )
+    write_raw(df.with_columns(dischtime=_at_row(0, "2000-01-01 00:00:00", "dischtime")), p)
     caplog.set_level(logging.WARNING)
     s = _run(raw_copy, tmp_path)
     assert s["rejects"]["hosp/admissions"] == 1
@@ -174,12 +172,7 @@ def test_discharge_before_admission(raw_copy, tmp_path, caplog, baseline):
 def test_negative_age(raw_copy, tmp_path, caplog, baseline):
     p = raw_copy / "hosp" / "patients.csv.gz"
     df = read_raw(p)
-    write_raw(
-        df.with_columns(
-            anchor_age=pl.when(pl.int_range(pl.len()) == 5).then(pl.lit("-3")).otherwise("anchor_age")
-        ),
-        p,
-    )
+    write_raw(df.with_columns(anchor_age=_at_row(5, "-3", "anchor_age")), p)
     _run(raw_copy, tmp_path)
     # the patient row yields MEDS_BIRTH and GENDER (its dod, if any, is also dropped with the row)
     sid = int(df["subject_id"][5])
@@ -214,12 +207,7 @@ def test_duplicated_admission_id(raw_copy, tmp_path, caplog, baseline):
 def test_non_numeric_lab_value(raw_copy, tmp_path, caplog, baseline):
     p = raw_copy / "hosp" / "labevents.csv.gz"
     df = read_raw(p)
-    write_raw(
-        df.with_columns(
-            valuenum=pl.when(pl.int_range(pl.len()) == 7).then(pl.lit("high")).otherwise("valuenum")
-        ),
-        p,
-    )
+    write_raw(df.with_columns(valuenum=_at_row(7, "high", "valuenum")), p)
     _run(raw_copy, tmp_path)
     ev = _check_row_problem(tmp_path, caplog, "hosp/labevents", "unparseable valuenum", 1, baseline[1], 1)
     assert _rejects(tmp_path)["value"].to_list() == ["high"]
@@ -229,12 +217,7 @@ def test_non_numeric_lab_value(raw_copy, tmp_path, caplog, baseline):
 def test_strict_raises_and_writes_nothing(raw_copy, tmp_path):
     p = raw_copy / "hosp" / "labevents.csv.gz"
     df = read_raw(p)
-    write_raw(
-        df.with_columns(
-            valuenum=pl.when(pl.int_range(pl.len()) == 7).then(pl.lit("high")).otherwise("valuenum")
-        ),
-        p,
-    )
+    write_raw(df.with_columns(valuenum=_at_row(7, "high", "valuenum")), p)
     with pytest.raises(
         RowQualityError, match=r"1 row\(s\) rejected .*hosp/labevents row 8, column 'valuenum'"
     ):
@@ -247,8 +230,8 @@ def test_note_text_never_in_messages(raw_copy, tmp_path, caplog):
     df = read_raw(p)
     secret = "SECRET-PATIENT-STORY"
     df = df.with_columns(
-        text=pl.when(pl.int_range(pl.len()) == 0).then(pl.lit(secret)).otherwise("text"),
-        subject_id=pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("not-an-id")).otherwise("subject_id"),
+        text=_at_row(0, secret, "text"),
+        subject_id=_at_row(0, "not-an-id", "subject_id"),
     )
     write_raw(df, p)
     caplog.set_level(logging.DEBUG)
