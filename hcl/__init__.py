@@ -24,12 +24,23 @@ _LAZY = {
     "all_structures": "hcl.structures",
     "structure_name": "hcl.structures",
     "parse_structure": "hcl.structures",
+    "column_scale": "hcl.preprocessing",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
 
 
-_SUBMODULES = {"simulate", "metrics", "structures", "selection", "baselines", "losses", "linear", "deep"}
+_SUBMODULES = {
+    "simulate",
+    "metrics",
+    "structures",
+    "selection",
+    "baselines",
+    "losses",
+    "linear",
+    "deep",
+    "preprocessing",
+}
 
 
 def __getattr__(name: str):

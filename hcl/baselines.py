@@ -21,6 +21,7 @@ import numpy as np
 from hcl._validation import check_X
 from hcl.deep import HCL, _is_int, _ParamsMixin
 from hcl.exceptions import ConvergenceWarning, NotFittedError, ValidationError
+from hcl.preprocessing import column_scale
 from hcl.structures import all_structures
 
 __all__ = ["CLIP", "JIVE", "PCA", "Concat", "SharedPrivate"]
@@ -41,11 +42,7 @@ class _Standardised(_ParamsMixin):
             obs = a[~np.isnan(a[:, 0])]
             if obs.shape[0] < 2:
                 raise ValidationError(f"modality {m!r} is observed in {obs.shape[0]} rows; need at least 2")
-            sd = obs.std(axis=0)
-            self.mean_[m] = obs.mean(axis=0)
-            # a column constant on the fit rows (up to rounding) carries nothing: don't divide by ~0
-            tiny = 1e-8 * np.maximum(1.0, np.abs(self.mean_[m]))
-            self.scale_[m] = np.where(sd > tiny, sd, np.inf)
+            self.mean_[m], self.scale_[m] = column_scale(obs)
 
     def _standardise(self, X: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = {}

@@ -34,6 +34,7 @@ import numpy as np
 
 from hcl._validation import check_X
 from hcl.exceptions import ConvergenceWarning, NotFittedError, ValidationError
+from hcl.preprocessing import column_scale
 from hcl.structures import all_structures, kind, parse_structure
 
 __all__ = ["HCL"]
@@ -671,9 +672,7 @@ class HCL(_ParamsMixin):
                 raise ValidationError(
                     f"modality {m!r} is observed in {a.shape[0]} rows of {X[m].shape[0]}; need at least 2"
                 )
-            sd = a.std(axis=0)
-            self.mean_[m] = a.mean(axis=0)
-            self.scale_[m] = np.where(sd > 0, sd, 1.0)
+            self.mean_[m], self.scale_[m] = column_scale(a)
         self._make_losses()
         seed = self._seed_value
         n = next(iter(X.values())).shape[0]

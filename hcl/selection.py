@@ -14,6 +14,7 @@ from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
 from hcl.exceptions import ConvergenceWarning, NotFittedError, ValidationError
+from hcl.preprocessing import column_scale
 
 __all__ = ["GroupLassoClassifier", "GroupLassoRegressor"]
 
@@ -202,10 +203,10 @@ class _GroupLassoBase(BaseEstimator):
         weights = np.array([np.sqrt(len(i)) for i in idx])
 
         def scale(Mtr):
-            mu = Mtr.mean(axis=0) if self.standardize else np.zeros(Mtr.shape[1])
-            sd = Mtr.std(axis=0) if self.standardize else np.ones(Mtr.shape[1])
-            sd = np.where(sd > 0, sd, 1.0)
-            return mu, sd
+            # a column constant in a training fold (a rare code) scales to zero, not to ~1e17 in the others
+            if self.standardize:
+                return column_scale(Mtr)
+            return np.zeros(Mtr.shape[1]), np.ones(Mtr.shape[1])
 
         base_weights = weights
 

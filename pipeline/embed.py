@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from hcl.preprocessing import column_scale
 from pipeline.exceptions import ConfigError, MissingInputError
 from pipeline.io import atomic_dir, write_json
 from pipeline.schema import EMBEDDING_COLUMN_SEPARATOR
@@ -101,12 +102,8 @@ def standardise(X: dict[str, np.ndarray], train: np.ndarray) -> dict[str, np.nda
     out = {}
     for name, values in X.items():
         rows = values[train]
-        rows = rows[~np.isnan(rows).any(axis=1)]
-        mean = rows.mean(axis=0)
-        std = rows.std(axis=0)
-        # a column constant on train rows (up to rounding) carries nothing: scale it to zero
-        std[std < 1e-8 * np.maximum(1.0, np.abs(mean))] = np.inf
-        out[name] = (values - mean) / std
+        mean, scale = column_scale(rows[~np.isnan(rows).any(axis=1)])
+        out[name] = (values - mean) / scale
     return out
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from hcl.preprocessing import column_scale
 from pipeline.predict.metrics import auroc
 
 logger = logging.getLogger(__name__)
@@ -162,9 +163,7 @@ def fit_model(
 
     columns = list(columns)
     groups = structure_groups(columns)
-    mean = X_train.mean(axis=0)
-    scale = X_train.std(axis=0)
-    scale = np.where(scale > 1e-12, scale, 1.0)
+    mean, scale = column_scale(X_train)
     Ztr = (X_train - mean) / scale
     Ztu = (X_tune - mean) / scale
     y_train = np.asarray(y_train, dtype=int)

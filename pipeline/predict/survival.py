@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from hcl.preprocessing import column_scale
+
 logger = logging.getLogger(__name__)
 
 MIN_DURATION_DAYS = 1e-3
@@ -160,12 +162,10 @@ def fit_cox(
 def _design(X_train: np.ndarray, X_held: np.ndarray, max_columns: int) -> tuple[np.ndarray, np.ndarray, int]:
     """Standardise on train (clipping at ±10 SD, so a wild value cannot dominate); reduce to principal
     components when wider than ``max_columns``. Returns (Z_train, Z_held, number of components or 0)."""
-    mean = X_train.mean(axis=0)
-    scale = X_train.std(axis=0)
-    scale = np.where(scale > 1e-12, scale, 1.0)
+    mean, scale = column_scale(X_train)
     Z_train = np.clip((X_train - mean) / scale, -10, 10)
     Z_held = np.clip((X_held - mean) / scale, -10, 10)
-    keep = X_train.std(axis=0) > 1e-12
+    keep = np.isfinite(scale)
     Z_train, Z_held = Z_train[:, keep], Z_held[:, keep]
     if Z_train.shape[1] <= max_columns:
         return Z_train, Z_held, 0
