@@ -106,14 +106,7 @@ class TableReader:
         """Column names; raises InputSchemaError on an empty, unreadable or header-only file."""
         p = self.path
         if p.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            try:
-                md = pq.ParquetFile(p)
-            except (pa.ArrowInvalid, OSError) as exc:
-                raise InputSchemaError(
-                    f"{p}: not a readable parquet file ({_short(exc)}); re-export it"
-                ) from None
+            md = open_parquet(p)
             if md.metadata.num_rows == 0:
                 raise InputSchemaError(f"{p}: table has no rows; supply the full table or remove the file")
             return md.schema_arrow.names
@@ -243,6 +236,16 @@ class TableReader:
                     f"{self.path}: column {col!r} should hold {_KIND_WORDS[kind]} but no value parses "
                     f"(first value {shown}, dtype {raw.dtype}); fix the column type or the export"
                 )
+
+
+def open_parquet(path: Path):
+    """``pyarrow.parquet.ParquetFile`` of ``path``; InputSchemaError naming the file when it is not parquet."""
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputSchemaError(f"{path}: not a readable parquet file ({_short(exc)}); re-export it") from None
 
 
 def _short(exc: BaseException) -> str:

@@ -21,7 +21,7 @@ import polars as pl
 import pyarrow as pa
 
 from pipeline.exceptions import InputSchemaError, MissingInputError
-from pipeline.sources import EVENTS_POLARS, REJECTS_SCHEMA, _short, to_events
+from pipeline.sources import EVENTS_POLARS, REJECTS_SCHEMA, open_parquet, to_events
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,6 @@ class MedsSource:
 
     def check(self) -> None:
         """Every shard must have subject_id (integer), time (timestamp) and code (string)."""
-        import pyarrow.parquet as pq
 
         data = self.input_dir / "data"
         self.files = sorted(data.glob("**/*.parquet"), key=_shard_key) if data.is_dir() else []
@@ -89,12 +88,7 @@ class MedsSource:
             raise InputSchemaError(f"{data}: no MEDS shards (data/**/*.parquet); pass the MEDS dataset root")
         hadm = []
         for f in self.files:
-            try:
-                schema = pq.read_schema(f)
-            except (pa.ArrowInvalid, OSError) as exc:
-                raise InputSchemaError(
-                    f"{f}: not a readable parquet file ({_short(exc)}); re-export it"
-                ) from None
+            schema = open_parquet(f).schema_arrow
             for col, kind in REQUIRED.items():
                 if col not in schema.names:
                     raise InputSchemaError(
