@@ -452,6 +452,13 @@ def predict(
                 )
                 if model.selected_structures is not None:
                     res["selected_structures"] = model.selected_structures
+                    if not model.selected_structures:
+                        logger.warning(
+                            "%s + %s kept no block: its cross-validated penalty chose the empty model, so it "
+                            "predicts the train prevalence (held_out AUROC 0.5)",
+                            rep,
+                            model_name,
+                        )
                 if surv is not None:
                     res["c_index"] = surv["c_index"]
                     res["c_index_lo"] = surv["c_index_lo"]

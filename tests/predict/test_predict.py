@@ -170,3 +170,16 @@ def test_summarize_metrics(cohort, tmp_path):
     )
     with pytest.raises(MissingInputError):
         summarize_metrics(tmp_path / "none.json", "x")
+
+
+def test_group_lasso_that_keeps_nothing_is_reported(cohort, tmp_path, caplog):
+    """A representation unrelated to the outcome: the group lasso's empty model is said, not silent."""
+    n = len(pd.read_parquet(cohort["labels"]))
+    noise = np.random.default_rng(5).normal(size=(n, 3))
+    pd.DataFrame(noise, columns=[f"noise__{j}" for j in range(3)]).to_parquet(cohort["emb"] / "noise.parquet")
+    with caplog.at_level("WARNING", logger="pipeline.predict.run"):
+        res = _run(cohort, tmp_path, models=["group_lasso"])
+    gl = res["results"]["noise"]["group_lasso"]
+    assert gl["selected_structures"] == [] and gl["auroc"] == pytest.approx(0.5)
+    assert "noise + group_lasso kept no block" in caplog.text
+    assert "hcl + group_lasso kept no block" not in caplog.text
