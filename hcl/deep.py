@@ -48,6 +48,7 @@ FORMAT_VERSION = 1
 
 # Parameters that do not change the fitted result (left out of the checkpoint fingerprint).
 _NON_RESULT_PARAMS = {"verbose", "checkpoint_dir", "n_threads", "max_epochs", "device"}
+_FUSION_MAX_ITER = 10_000  # EM iterations of the factor model behind fusion="factor"
 
 
 def _is_int(v) -> bool:
@@ -834,6 +835,7 @@ class HCL(_ParamsMixin):
         if self.fusion != "factor":
             return
         from sklearn.decomposition import FactorAnalysis
+        from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
 
         mods = self.modalities_
         for s, dim in self.structure_.items():
@@ -845,7 +847,18 @@ class HCL(_ParamsMixin):
             if rows.sum() < max(50, 2 * H.shape[1]):
                 logger.info("HCL fusion: %s has %d complete rows; its heads are averaged", s, rows.sum())
                 continue
-            fa = FactorAnalysis(n_components=dim, svd_method="lapack", random_state=0).fit(H)
+            # sklearn's 1000 EM iterations fell short on a demo's codes+notes (it needed 1056); each costs ~1 ms
+            fa = FactorAnalysis(n_components=dim, svd_method="lapack", random_state=0, max_iter=_FUSION_MAX_ITER)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                fa.fit(H)
+            if any(issubclass(w.category, SklearnConvergenceWarning) for w in caught):
+                warnings.warn(
+                    f"HCL fusion: the factor model of {s} did not converge in {_FUSION_MAX_ITER} EM "
+                    "iterations; its block is the last iterate",
+                    ConvergenceWarning,
+                    stacklevel=2,
+                )
             self.fusion_[s] = {
                 "mean": fa.mean_,
                 "loadings": fa.components_.T.copy(),  # (sum of member dims, dim)

@@ -184,6 +184,15 @@ def test_hitting_max_epochs_warns(small_sim):
         HCL(**FAST).fit(small_sim.X)
 
 
+def test_fusion_that_does_not_converge_warns_naming_the_structure(small_sim, monkeypatch):
+    import hcl.deep
+    from hcl.exceptions import ConvergenceWarning
+
+    monkeypatch.setattr(hcl.deep, "_FUSION_MAX_ITER", 2)
+    with pytest.warns(ConvergenceWarning, match=r"factor model of a\+b did not converge in 2 EM"):
+        HCL(**{**FAST, "prune_threshold": 0.0}).fit(small_sim.X)
+
+
 @pytest.mark.parametrize("extra", [{"loss": "infonce", "temperature": 0.2}, {"hidden": ()}, {"hidden": 8}])
 def test_variants_train_and_decrease_the_objective(small_sim, extra):
     params = {**FAST, "patience": None, "max_epochs": 10, **extra}
