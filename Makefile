@@ -11,7 +11,7 @@ export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo demo-mimic test test-all bench lint ui clean help
+.PHONY: install demo demo-mimic test test-all bench bench-replicates lint ui clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -45,6 +45,9 @@ bench: install  ## benchmarks that print figures and ratios (small sizes; see ea
 	$(BIN)/python benchmarks/deep_recovery.py
 	$(BIN)/python benchmarks/etl.py --patients 500 2000 5000
 	$(BIN)/python benchmarks/features.py --notes-only
+
+bench-replicates: install  ## the synthetic demo on generator seeds 0-4: representations vs baselines beyond one draw (~20 min)
+	$(BIN)/python benchmarks/demo_replicates.py
 
 lint: install
 	$(BIN)/ruff check .
