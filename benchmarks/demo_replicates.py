@@ -7,9 +7,12 @@ store, and prints per task:
 
 - every seed's oracle and held_out AUROC per representation x model;
 - per representation x model, the mean, min and max over seeds of (AUROC - best baseline AUROC) with
-  the same model, how many seeds it is at least as good, and the mean gap to the oracle.
+  the same model, how many seeds it is at least as good, and the mean gap to the oracle;
+- on how many seeds deep HCL kept exactly the generator's structures, and the recall and precision of
+  the outcome structures the group lasso kept.
 
     .venv/bin/python benchmarks/demo_replicates.py [--seeds 0 1 2 3 4] [--workdir DIR] [--keep]
+    .venv/bin/python benchmarks/demo_replicates.py --workdir DIR --report-only   # tables again, no rerun
 
 About 4 minutes per seed on 2 cores.
 """
@@ -26,14 +29,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("logistic", "group_lasso", "hgb", "mlp")
 
 
-def run_seed(seed: int, workdir: Path) -> dict[str, dict]:
-    """Run the pipeline on generator seed ``seed``; return ``{task: metrics JSON}``."""
+def run_seed(seed: int, workdir: Path) -> None:
+    """Run the pipeline on generator seed ``seed`` in ``workdir/seed<seed>``."""
     ws = workdir / f"seed{seed}"
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["synth"]["seed"] = seed
@@ -44,7 +48,22 @@ def run_seed(seed: int, workdir: Path) -> dict[str, dict]:
     exe = Path(sys.executable).with_name("ehr-hcl")
     cmd = [str(exe), "run", "--params", str(params_file), "--source", "synthetic", "--workspace", str(ws), "-q"]
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-    return {p.stem: json.loads(p.read_text()) for p in sorted((ws / "metrics").glob("*.json"))}
+
+
+def read_seed(seed: int, workdir: Path) -> dict[str, dict]:
+    """``{task: metrics JSON}`` of a seed's workspace, each with ``deep_structures_exact``: whether deep
+    HCL kept exactly the generator's structures (its summary.csv against truth/structure.json)."""
+    ws = workdir / f"seed{seed}"
+    truth = set(json.loads((ws / "data/raw/synthetic/truth/structure.json").read_text())["structures"])
+    out = {}
+    for p in sorted((ws / "metrics").glob("*.json")):
+        m = json.loads(p.read_text())
+        summary = ws / "models" / p.stem / "hcl" / "summary.csv"
+        if summary.exists():
+            kept = set(pd.read_csv(summary).query("kept")["structure"])
+            m["deep_structures_exact"] = kept == truth
+        out[p.stem] = m
+    return out
 
 
 def report(runs: dict[int, dict[str, dict]]) -> None:
@@ -76,6 +95,18 @@ def report(runs: dict[int, dict[str, dict]]) -> None:
                     f"  {rep:<12} {mod:<12} {d.mean():+.3f} ({d.min():+.3f}, {d.max():+.3f}){'':<14} "
                     f"{int((d >= 0).sum())}/{len(d):<10} {np.mean(gaps):.3f}"
                 )
+        exact = [m["deep_structures_exact"] for m in per_seed.values() if "deep_structures_exact" in m]
+        if exact:
+            print(f"  deep HCL kept exactly the generator's structures on {sum(exact)}/{len(exact)} seeds")
+        for rep in reps:
+            sel = [m["results"][rep].get("group_lasso", {}) for m in per_seed.values()]
+            pr = [(g["selection_precision"], g["selection_recall"]) for g in sel if g.get("selection_recall") is not None]
+            if pr:
+                prec, rec = np.array(pr).T
+                print(
+                    f"  group lasso on {rep}: outcome structures kept, recall {rec.mean():.2f} "
+                    f"(min {rec.min():.2f}), precision {prec.mean():.2f} (min {prec.min():.2f})"
+                )
 
 
 def main() -> None:
@@ -83,15 +114,22 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="synth.seed values")
     ap.add_argument("--workdir", type=Path, help="where the seed workspaces go (default: a temporary folder)")
     ap.add_argument("--keep", action="store_true", help="keep the workspaces (data, models, reports, mlflow.db per seed)")
+    ap.add_argument(
+        "--report-only", action="store_true", help="print the tables from the kept workspaces in --workdir; run nothing"
+    )
     args = ap.parse_args()
+    if args.report_only:
+        if args.workdir is None:
+            ap.error("--report-only reads the workspaces of an earlier --workdir DIR --keep run; pass --workdir")
+        report({seed: read_seed(seed, args.workdir) for seed in args.seeds})
+        return
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ehr-hcl-replicates-"))
-    runs = {}
     try:
         for seed in args.seeds:
             t0 = time.perf_counter()
-            runs[seed] = run_seed(seed, workdir)
+            run_seed(seed, workdir)
             print(f"seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
-        report(runs)
+        report({seed: read_seed(seed, workdir) for seed in args.seeds})
     finally:
         if not args.keep:
             for seed in args.seeds:
