@@ -251,11 +251,16 @@ def linear_weights(model: FittedModel) -> dict[str, Any]:
     coef = np.asarray(coef, dtype=float).ravel()
     if len(coef) != len(model.columns):
         raise ValueError(f"model {model.name!r}: {len(coef)} coefficients for {len(model.columns)} columns")
+    # a column constant on train has scale inf (it standardises to 0); JSON has no inf, and coefficient 0
+    # with scale 1 predicts the same
+    constant = ~np.isfinite(model.scale_)
+    scale = np.where(constant, 1.0, model.scale_)
+    coef = np.where(constant, 0.0, coef)
     return {
         "format": "ehr-hcl-linear-v1",
         "columns": list(model.columns),
         "mean": [float(v) for v in model.mean_],
-        "scale": [float(v) for v in model.scale_],
+        "scale": [float(v) for v in scale],
         "coef": [float(v) for v in coef],
         "intercept": float(np.asarray(intercept, dtype=float).ravel()[0]),
     }
