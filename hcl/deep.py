@@ -627,6 +627,7 @@ class HCL(_ParamsMixin):
                 torch.manual_seed(self._seed_value)
                 self._fit(X, modalities, self._resolve_structures(modalities), self.checkpoint_dir)
                 self._refit_without_absent_triples(X, modalities)
+            self._fit_block_models(X)
         finally:
             if self.n_threads is not None:
                 torch.set_num_threads(old_threads)
@@ -813,6 +814,11 @@ class HCL(_ParamsMixin):
         self.val_history_ = val_history
         self.n_epochs_ = epoch
         self._finish(x_va if n_val else x_tr, m_va if n_val else m_tr)
+
+    def _fit_block_models(self, X) -> None:
+        """Fusion and private models of the kept structures, from the final network's heads on the fit rows
+        (once, after any refit: a first fit that is refitted would only throw them away)."""
+        xs, mask = self._prepare(X)
         heads, observed = self._head_outputs(xs), mask.cpu().numpy()
         self._fit_fusion(heads, observed)
         self._fit_private(xs, heads, observed)
@@ -847,12 +853,12 @@ class HCL(_ParamsMixin):
             if rows.sum() < max(50, 2 * H.shape[1]):
                 logger.info("HCL fusion: %s has %d complete rows; its heads are averaged", s, rows.sum())
                 continue
-            # sklearn's 1000 EM iterations fell short on a demo's codes+notes (it needed 1056); each costs ~1 ms
+            # sklearn's 1000 EM iterations fell short on a demo's codes+notes (it needed 1056, 0.7 s)
             fa = FactorAnalysis(n_components=dim, svd_method="lapack", random_state=0, max_iter=_FUSION_MAX_ITER)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", SklearnConvergenceWarning)  # said below, naming the structure
                 fa.fit(H)
-            if any(issubclass(w.category, SklearnConvergenceWarning) for w in caught):
+            if fa.n_iter_ >= _FUSION_MAX_ITER:
                 warnings.warn(
                     f"HCL fusion: the factor model of {s} did not converge in {_FUSION_MAX_ITER} EM "
                     "iterations; its block is the last iterate",
