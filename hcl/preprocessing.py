@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 # A column whose standard deviation is below this share of its magnitude is constant up to rounding:
-# dividing by that remainder turns one rare value outside the fit rows into ~1e17.
+# dividing by that remainder turned one rare code outside the fit rows into ~1e18 (the demo's raw features).
 _CONSTANT_RTOL = 1e-8
 
 

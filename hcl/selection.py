@@ -203,7 +203,7 @@ class _GroupLassoBase(BaseEstimator):
         weights = np.array([np.sqrt(len(i)) for i in idx])
 
         def scale(Mtr):
-            # a column constant in a training fold (a rare code) scales to zero, not to ~1e17 in the others
+            # a column constant in a training fold (a rare code) scales to zero, not to ~1e18 in the others
             if self.standardize:
                 return column_scale(Mtr)
             return np.zeros(Mtr.shape[1]), np.ones(Mtr.shape[1])

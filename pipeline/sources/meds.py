@@ -81,7 +81,6 @@ class MedsSource:
 
     def check(self) -> None:
         """Every shard must have subject_id (integer), time (timestamp) and code (string)."""
-
         data = self.input_dir / "data"
         self.files = sorted(data.glob("**/*.parquet"), key=_shard_key) if data.is_dir() else []
         if not self.files:

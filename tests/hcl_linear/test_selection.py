@@ -64,8 +64,9 @@ def test_classifier_selects_true_structures(seed):
 
 def test_rare_value_outside_a_training_fold_does_not_blow_up_the_cv():
     """A column constant on a fold's training rows, up to rounding (sd ~1e-18, not 0), and one rare value
-    in its validation rows: scaling by that remainder made the validation loss ~1e17 and the 1se rule
-    chose the empty model (measured: concat held_out AUROC 0.5 on 4 of 5 synthetic demos)."""
+    in its validation rows: scaling by that remainder made the validation loss huge (5.6e10 here, 1e8 to
+    1e14 on the demo's raw features) and the 1se rule chose the empty model (concat held_out AUROC 0.5
+    on 4 of 5 synthetic demos)."""
     sim, Z = blocks(0)
     rare = np.full((2000, 1), -0.01661138741)  # np.std of these 1333 or 1334 values is 3.5e-18, not 0
     rare[7] = 60.2
