@@ -226,6 +226,11 @@ class DeathBeforeDischarge(_Strict):
 
     type: Literal["death_before_discharge"]
 
+    @property
+    def key(self) -> str:
+        """The outcome's identity, independent of the cohort's name (e.g. keys a simulator's truth)."""
+        return "death_before_discharge"
+
 
 class Readmission(_Strict):
     """Label = a new admission within ``window`` after discharge of the index stay."""
@@ -247,6 +252,11 @@ class Readmission(_Strict):
         if v <= timedelta(0):
             raise ValueError("contradictory: an empty outcome window (0) can never contain a readmission")
         return v
+
+    @property
+    def key(self) -> str:
+        """The outcome's identity, independent of the cohort's name: ``readmission_<window>``, e.g. 30d."""
+        return f"readmission_{format_duration(self.window)}"
 
 
 class Censoring(_Strict):

@@ -56,6 +56,11 @@ OUTCOME_STRUCTURES: dict[str, list[str]] = {
     "in_hospital_mortality": ["codes+labs+medications+notes", "labs+medications"],
     "readmission_30d": ["codes+labs", "medications"],
 }
+#: the cohort outcome (``CohortSpec.outcome.key``) each simulated task is: (task, true-probability column)
+OUTCOME_TRUTH: dict[str, tuple[str, str]] = {
+    "death_before_discharge": ("in_hospital_mortality", "p_mortality"),
+    "readmission_30d": ("readmission_30d", "p_readmission_30d"),
+}
 TABLE_MODALITY = {
     "hosp/diagnoses_icd": "codes",
     "hosp/procedures_icd": "codes",
@@ -534,6 +539,11 @@ def synthesize(config: SynthConfig, output_dir: Path, progress: bool = True) -> 
                     for s, r in STRUCTURE_RANKS.items()
                 },
                 "outcome_structures": OUTCOME_STRUCTURES,
+                # keyed by the cohort YAML's outcome (``CohortSpec.outcome.key``), never by a cohort's name
+                "outcomes": {
+                    key: {"probability_column": column, "structures": OUTCOME_STRUCTURES[task]}
+                    for key, (task, column) in OUTCOME_TRUTH.items()
+                },
                 "outcome_weights": {
                     "in_hospital_mortality": dict(
                         zip(
