@@ -7,6 +7,7 @@ folder (e.g. ``workspaces/mimic-iv-demo``) so their outputs never overwrite the 
 from __future__ import annotations
 
 import re
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,20 @@ def check_name(name: str, what: str = "cohort name") -> str:
             "digit (it becomes part of output paths)"
         )
     return name
+
+
+def git_commit(cwd: str | Path | None = None) -> str | None:
+    """The commit checked out at ``cwd`` (the current folder by default), or None outside a git repository.
+
+    The one place that asks git; runs tag themselves with it so a result can be traced to its code.
+    """
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False, cwd=cwd
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 @dataclass(frozen=True)
