@@ -140,7 +140,7 @@ def check_provenance(
 
 def check_events(labels: pl.DataFrame, events_dir: Path, spec: Any, path: Path) -> list[str]:
     """Recompute the label-defining events from the raw events; raise if one is at/before prediction time."""
-    from pipeline.cohort.build import read_events
+    from pipeline.events import read_events
 
     events = read_events(events_dir).select("subject_id", "time", "code", "hadm_id")
     rows = labels.select(

@@ -1,12 +1,12 @@
 """Cohorts as YAML: typed task definitions -> labels, subject-level splits, attrition, ACES export.
 
 Public API: :func:`build_cohort` (the stage), :func:`load_spec`, :func:`format_attrition`,
-:func:`compute_labels` (the pure computation), :func:`read_events`, :class:`CohortSpec`, :data:`CLI_HELP`.
+:func:`compute_labels` (the pure computation), :class:`CohortSpec`, :data:`CLI_HELP`.
 """
 
 from __future__ import annotations
 
-from pipeline.cohort.build import build_cohort, compute_labels, format_attrition, read_events
+from pipeline.cohort.build import build_cohort, compute_labels, format_attrition
 from pipeline.cohort.spec import (
     CohortSpec,
     check_cohort_name,
@@ -31,7 +31,6 @@ __all__ = [
     "load_spec",
     "parse_duration",
     "parse_spec",
-    "read_events",
 ]
 
 CLI_HELP = """\

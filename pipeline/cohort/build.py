@@ -28,6 +28,7 @@ import yaml
 from pipeline import schema
 from pipeline.cohort.aces import to_aces_yaml
 from pipeline.cohort.spec import CohortSpec, cohort_name, format_duration, load_spec, spec_to_yaml_dict
+from pipeline.events import read_events
 from pipeline.exceptions import CohortError, ConfigError, InputSchemaError, MissingInputError
 from pipeline.io import atomic_dir, atomic_path, write_json, write_text
 from pipeline.splits import assign_splits
@@ -45,43 +46,6 @@ _DAY_US = 86_400_000_000
 
 
 # --- reading events -----------------------------------------------------------------------------------
-
-
-def read_events(events_dir: str | os.PathLike) -> pl.LazyFrame:
-    """The MEDS events of ``events_dir`` as a lazy frame (through :mod:`pipeline.sources.meds` if present).
-
-    Raises
-    ------
-    MissingInputError
-        ``<events_dir>/data/*.parquet`` does not exist.
-    InputSchemaError
-        A required column (subject_id, time, code, hadm_id) is missing or has the wrong type.
-    """
-    events_dir = Path(events_dir)
-    try:  # the shared reader, once the sources engineer has written it
-        from pipeline.sources.meds import read_events as _shared_reader  # type: ignore[import-not-found]
-    except ImportError:
-        _shared_reader = None
-    if _shared_reader is not None:
-        lf = _shared_reader(events_dir)
-    else:
-        shards = sorted((events_dir / "data").glob("**/*.parquet"))
-        if not shards:
-            raise MissingInputError(
-                f"{events_dir / 'data'}: no *.parquet event shards; run `ehr-hcl ingest` first (or pass --events)"
-            )
-        lf = pl.scan_parquet(shards)
-    found = lf.collect_schema()
-    for col, dtype in _REQUIRED_EVENT_COLUMNS.items():
-        if col not in found:
-            raise InputSchemaError(
-                f"{events_dir / 'data'}: column {col!r} is missing from the MEDS events; re-run `ehr-hcl ingest`"
-            )
-        if not isinstance(found[col], dtype) and found[col] != dtype:
-            raise InputSchemaError(
-                f"{events_dir / 'data'}: column {col!r} has type {found[col]}, expected {dtype}; re-run `ehr-hcl ingest`"
-            )
-    return lf.with_columns(pl.col("time").cast(pl.Datetime("us")))
 
 
 def _suffix(prefix: str) -> pl.Expr:
@@ -563,7 +527,7 @@ def build_cohort(config_path: Path, events_dir: Path, output_dir: Path) -> dict:
     config_path, events_dir, output_dir = Path(config_path), Path(events_dir), Path(output_dir)
     name = cohort_name(config_path)
     spec = load_spec(config_path)
-    events = read_events(events_dir)
+    events = read_events(events_dir, require=("hadm_id",))
     labels, attrition = compute_labels(spec, events, source=str(config_path))
     log.info("cohort %s: attrition\n%s", name, format_attrition(attrition))
 

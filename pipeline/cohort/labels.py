@@ -57,7 +57,9 @@ def read_labels(path: str | Path, columns: Sequence[str] = ()) -> pl.DataFrame:
     missing = [c for c in wanted if c not in labels.columns]
     if missing:
         raise InputSchemaError(
-            f"{path}: column(s) {missing} missing (found {labels.columns}); rerun `ehr-hcl cohort`"
+            f"{path}: column {missing[0]!r} missing"
+            + (f" (and {missing[1:]})" if len(missing) > 1 else "")
+            + f" (found {labels.columns}); rerun `ehr-hcl cohort`"
         )
     if not isinstance(labels.schema["prediction_time"], pl.Datetime):
         raise InputSchemaError(

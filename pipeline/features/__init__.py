@@ -11,8 +11,6 @@ from pipeline.features.build import (
     MedicationsConfig,
     NotesConfig,
     build_features,
-    read_labels,
-    scan_events,
 )
 
 __all__ = [
@@ -22,6 +20,4 @@ __all__ = [
     "MedicationsConfig",
     "NotesConfig",
     "build_features",
-    "read_labels",
-    "scan_events",
 ]

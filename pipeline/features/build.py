@@ -19,6 +19,8 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from pipeline.cohort.labels import read_labels
+from pipeline.events import read_events
 from pipeline.exceptions import CohortError, InputSchemaError, MissingInputError
 from pipeline.features.codes import ModalityMatrix, aggregate_codes, build_codes
 from pipeline.features.labs import LAB_STATS, aggregate_labs, build_labs
@@ -145,77 +147,6 @@ _EVENT_COLUMNS = {
     "numeric_value": pl.Float32,
     "text_value": pl.String,
 }
-
-
-def scan_events(events_dir: Path) -> pl.LazyFrame:
-    """Lazy scan of a MEDS events folder (``<events_dir>/data/*.parquet``), typed as the features need.
-
-    Uses ``pipeline.sources.meds.read_events`` when it is available, else scans the shards directly.
-    """
-    events_dir = Path(events_dir)
-    try:
-        from pipeline.sources.meds import read_events  # type: ignore[import-not-found]
-    except ImportError:
-        read_events = None
-    if read_events is not None:
-        lf = read_events(events_dir)
-        if isinstance(lf, pl.DataFrame):
-            lf = lf.lazy()
-    else:
-        data = events_dir / "data"
-        files = sorted(data.rglob("*.parquet")) if data.is_dir() else []
-        if not files:
-            raise MissingInputError(
-                f"{data}: no event shards (*.parquet) found; run `ehr-hcl ingest` first or pass the right --events"
-            )
-        lf = pl.scan_parquet(files)
-    schema = lf.collect_schema()
-    for col in ("subject_id", "time", "code"):
-        if col not in schema:
-            raise InputSchemaError(
-                f"{events_dir}/data: column {col!r} missing (found {list(schema)}); rerun `ehr-hcl ingest`"
-            )
-    exprs = []
-    for col, dtype in _EVENT_COLUMNS.items():
-        exprs.append(pl.col(col).cast(dtype) if col in schema else pl.lit(None, dtype=dtype).alias(col))
-    return lf.select(exprs)
-
-
-def read_labels(labels_path: Path) -> pl.DataFrame:
-    """Labels with the columns the features need, validated (order kept; ``row_idx`` added)."""
-    labels_path = Path(labels_path)
-    if not labels_path.is_file():
-        raise MissingInputError(f"{labels_path}: labels file not found; run `ehr-hcl cohort` first")
-    try:
-        labels = pl.read_parquet(labels_path)
-    except Exception as exc:  # noqa: BLE001 - any reader failure is an unreadable input
-        raise InputSchemaError(
-            f"{labels_path}: not a readable parquet file ({type(exc).__name__}); rerun `ehr-hcl cohort`"
-        ) from None
-    for col in ("subject_id", "prediction_time", "split"):
-        if col not in labels.columns:
-            raise InputSchemaError(
-                f"{labels_path}: column {col!r} missing (found {labels.columns}); rerun `ehr-hcl cohort`"
-            )
-    if not isinstance(labels.schema["prediction_time"], pl.Datetime):
-        raise InputSchemaError(
-            f"{labels_path}: column 'prediction_time' has type {labels.schema['prediction_time']}, expected timestamp[us]"
-        )
-    for col in ("subject_id", "prediction_time", "split"):
-        n_null = labels[col].null_count()
-        if n_null:
-            first = int(labels.with_row_index().filter(pl.col(col).is_null())["index"][0])
-            raise InputSchemaError(
-                f"{labels_path}: column {col!r} has {n_null} null value(s), first at row {first}; fix the cohort"
-            )
-    bad = labels.filter(~pl.col("split").is_in(list(SPLITS)))
-    if bad.height:
-        raise InputSchemaError(
-            f"{labels_path}: column 'split' has value {bad['split'][0]!r}; expected one of {list(SPLITS)}"
-        )
-    return labels.with_columns(
-        pl.col("subject_id").cast(pl.Int64), pl.col("prediction_time").cast(pl.Datetime("us"))
-    ).with_row_index("row_idx")
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*$")
@@ -365,7 +296,7 @@ def build_features(
         ``n_events`` and ``seconds``.
     """
     t_start = _time.perf_counter()
-    labels = read_labels(labels_path)
+    labels = read_labels(labels_path).with_row_index("row_idx")
     n_rows = labels.height
     train_rows = (labels["split"] == "train").to_numpy()
     if n_rows == 0:
@@ -384,7 +315,7 @@ def build_features(
         else pl.lit(None, dtype=pl.Datetime("us"))
     )
     rows = labels.select("row_idx", "subject_id", "prediction_time", start.alias("window_start"))
-    events = scan_events(events_dir)
+    events = read_events(events_dir, columns=list(_EVENT_COLUMNS))
     subjects = rows["subject_id"].unique().implode()
 
     results: dict[str, ModalityMatrix] = {}

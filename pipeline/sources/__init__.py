@@ -3,7 +3,7 @@
 - :mod:`pipeline.sources.synthetic` writes MIMIC-IV-shaped tables from a known hierarchical latent model;
 - :mod:`pipeline.sources.mimic_iv` turns the MIMIC-IV CSV/parquet layout into MEDS events;
 - :mod:`pipeline.sources.meds` reads an existing MEDS dataset and scans an ingest output
-  (:func:`pipeline.sources.meds.read_events`).
+  (:func:`pipeline.events.read_events`).
 
 This module holds what the readers share: streaming batch readers for ``.csv.gz`` / ``.csv`` / parquet
 (bounded memory: one block at a time), typed parsing of string columns that separates *schema* problems
@@ -24,18 +24,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from pipeline.events import EVENTS_POLARS
 from pipeline.exceptions import InputSchemaError
-
-EVENTS_POLARS = pl.Schema(
-    {
-        "subject_id": pl.Int64,
-        "time": pl.Datetime("us"),
-        "code": pl.String,
-        "numeric_value": pl.Float32,
-        "text_value": pl.String,
-        "hadm_id": pl.Int64,
-    }
-)
 
 REJECTS_SCHEMA = pl.Schema(
     {

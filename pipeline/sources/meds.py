@@ -7,7 +7,7 @@ is absent, admissions are recovered from ``HOSPITAL_ADMISSION//…`` and ``HOSPI
 every event of a subject from an admission's time up to (and including) the next discharge time gets a
 synthetic ``hadm_id = subject_id * 1000 + k`` (k = 1, 2, … per subject).
 
-Downstream stages read an ingest output only through :func:`read_events`.
+Downstream stages read an ingest output only through :func:`pipeline.events.read_events`.
 """
 
 from __future__ import annotations
@@ -20,50 +20,14 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from pipeline.exceptions import InputSchemaError, MissingInputError
+from pipeline.events import _shard_key
+from pipeline.exceptions import InputSchemaError
 from pipeline.sources import EVENTS_POLARS, REJECTS_SCHEMA, open_parquet, to_events
 
 log = logging.getLogger(__name__)
 
 REQUIRED = {"subject_id": "integer", "time": "timestamp", "code": "string"}
 OPTIONAL = ("numeric_value", "text_value", "hadm_id")
-
-
-def read_events(events_dir: Path, columns: list[str] | None = None) -> pl.LazyFrame:
-    """Lazily scan the events of an ingest output (or any MEDS dataset with our columns).
-
-    Parameters
-    ----------
-    events_dir : Path
-        The ingest output folder (holding ``data/*.parquet``).
-    columns : list of str, optional
-        Columns to keep (default: all of :data:`pipeline.schema.EVENTS_SCHEMA`).
-
-    Returns
-    -------
-    polars.LazyFrame
-        Events sorted by ``(subject_id, time)`` within each shard; shards are in subject order.
-    """
-    events_dir = Path(events_dir)
-    files = sorted((events_dir / "data").glob("**/*.parquet"), key=_shard_key)
-    if not files:
-        raise MissingInputError(
-            f"{events_dir / 'data'}: no event shards (*.parquet) found; run `ehr-hcl ingest` first"
-        )
-    lf = pl.scan_parquet(files)
-    if columns is not None:
-        unknown = [c for c in columns if c not in EVENTS_POLARS]
-        if unknown:
-            raise MissingInputError(
-                f"{events_dir}: column {unknown[0]!r} is not an event column ({list(EVENTS_POLARS)})"
-            )
-        lf = lf.select(columns)
-    return lf
-
-
-def _shard_key(p: Path) -> list[tuple[int, int, str]]:
-    """Natural order of shard paths: ``2.parquet`` before ``10.parquet``."""
-    return [(0, int(x), "") if x.isdigit() else (1, 0, x) for x in p.with_suffix("").parts]
 
 
 class MedsSource:

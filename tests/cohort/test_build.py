@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipeline.cohort import build_cohort, compute_labels, format_attrition, load_spec, parse_spec, read_events
+from pipeline.cohort import build_cohort, compute_labels, format_attrition, load_spec, parse_spec
+from pipeline.events import read_events
 from pipeline.exceptions import CohortError, ConfigError, InputSchemaError, MissingInputError
 from pipeline.schema import LABEL_COLUMNS
 from pipeline.splits import assign_splits
@@ -345,7 +346,9 @@ def test_events_without_hadm_id(tmp_path):
         tmp_path / "ev" / "data" / "0.parquet"
     )
     with pytest.raises(InputSchemaError, match="'hadm_id'"):
-        read_events(tmp_path / "ev")
+        read_events(tmp_path / "ev", require=("hadm_id",))
+    # a reader that can do without it gets typed nulls
+    assert read_events(tmp_path / "ev").collect()["hadm_id"].null_count() == 1
 
 
 def test_format_attrition():

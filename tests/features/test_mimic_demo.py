@@ -50,7 +50,7 @@ def test_demo_features_align_and_pass_audit(tmp_path, demo_events, cohort, caplo
 
 def test_demo_mortality_codes_come_from_prior_stays_only(tmp_path, demo_events):
     cohort_mod = pytest.importorskip("pipeline.cohort")
-    from pipeline.sources.meds import read_events
+    from pipeline.events import read_events
 
     root = Path(__file__).resolve().parents[2]
     cohort_mod.build_cohort(root / "cohorts" / "in_hospital_mortality.yaml", demo_events, tmp_path / "cohort")

@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.ingest import IngestConfig, ingest
 from pipeline.schema import EVENTS_SCHEMA, SPLITS
-from pipeline.sources.meds import read_events
+from pipeline.events import read_events
 
 pytestmark = pytest.mark.mimic
 

@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.exceptions import InputSchemaError, RowQualityError
 from pipeline.ingest import IngestConfig, ingest
-from pipeline.sources.meds import read_events
+from pipeline.events import read_events
 
 
 def read_raw(path):
