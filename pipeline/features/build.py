@@ -10,7 +10,6 @@ encoder) is fit on rows with ``split == "train"`` only.
 from __future__ import annotations
 
 import logging
-import re
 import time as _time
 from pathlib import Path
 from typing import Any, Literal
@@ -19,16 +18,15 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pipeline.cohort.labels import read_labels
+from pipeline.cohort.labels import cohort_spec_path, read_cohort_spec, read_labels
 from pipeline.events import read_events
-from pipeline.exceptions import CohortError, InputSchemaError, MissingInputError
+from pipeline.exceptions import CohortError
 from pipeline.features.codes import ModalityMatrix, aggregate_codes, build_codes
 from pipeline.features.labs import LAB_STATS, aggregate_labs, build_labs
 from pipeline.features.medications import aggregate_medications, build_medications
 from pipeline.features.notes import build_notes
 from pipeline.io import atomic_dir, write_json, write_parquet
-from pipeline.params import read_yaml
-from pipeline.schema import MODALITIES, SPLITS
+from pipeline.schema import MODALITIES
 
 logger = logging.getLogger(__name__)
 
@@ -149,71 +147,24 @@ _EVENT_COLUMNS = {
 }
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*$")
-_UNIT_DAYS = {
-    "d": 1.0,
-    "day": 1.0,
-    "days": 1.0,
-    "h": 1 / 24,
-    "hour": 1 / 24,
-    "hours": 1 / 24,
-    "w": 7.0,
-    "week": 7.0,
-    "weeks": 7.0,
-    "y": 365.25,
-    "year": 365.25,
-    "years": 365.25,
-}
-
-
-def _as_days(value: Any) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        if value.strip().lower() == "all":
-            return None
-        try:  # the cohort stage's own duration grammar, when present
-            from pipeline.cohort.spec import parse_duration
-
-            return parse_duration(value).total_seconds() / 86400.0
-        except Exception:  # noqa: BLE001 - fall back to the small grammar below
-            pass
-        m = _DURATION.match(value.lower())
-        if m and m.group(2) in _UNIT_DAYS:
-            return float(m.group(1)) * _UNIT_DAYS[m.group(2)]
-    return None
 
 
 def cohort_lookback_days(labels_path: Path) -> float | None:
-    """Lookback (days) from ``cohort.yaml`` beside the labels, if it declares one; None = all history.
+    """Lookback in days from the typed cohort definition beside the labels; None means all history.
 
-    Looks for a ``lookback`` key (a duration such as ``365d`` or a number of days) anywhere under a
-    ``history``/``history_window``/``input_window`` mapping or at the top level.
+    Labels written without a ``cohort.yaml`` beside them (hand-made tables) use all history.
     """
-    path = Path(labels_path).parent / "cohort.yaml"
-    if not path.is_file():
+    if not cohort_spec_path(labels_path).is_file():
+        logger.info("features: no cohort.yaml beside %s; using all history", labels_path)
         return None
-    spec = read_yaml(path)
-    if not isinstance(spec, dict):
-        return None
-    candidates: list[Any] = [spec.get("lookback"), spec.get("lookback_days")]
-    for key in ("history", "history_window", "input_window"):
-        sub = spec.get(key)
-        if isinstance(sub, dict):
-            candidates += [sub.get("lookback"), sub.get("lookback_days")]
-        elif sub is not None:
-            candidates.append(sub)
-    for value in candidates:
-        days = _as_days(value)
-        if days is not None and days > 0:
-            logger.info("features: history window %.3g days (from %s)", days, path)
-            return days
-    return None
+    lookback = read_cohort_spec(labels_path).history.lookback
+    return None if lookback == "all" else lookback.total_seconds() / 86400.0
 
 
 def _window_lazy(rows: pl.DataFrame, events: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
     """Pair each event with every label row of its subject that may see it (time rule); adds row_idx and
-    prediction_time."""
+    prediction_time.
+    """
     joined = events.lazy().join(
         rows.lazy().select("row_idx", "subject_id", "prediction_time", "window_start"),
         on="subject_id",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -14,6 +15,8 @@ from pipeline.exceptions import CohortError, InputSchemaError, MissingInputError
 from pipeline.features import FeaturesConfig, build_features
 
 from .conftest import base_dataset, day, ev, write_events, write_labels
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def second_prediction_rows():
@@ -306,13 +309,15 @@ def test_cohort_yaml_lookback_is_applied(tmp_path, small_config):
     events, labels = base_dataset()
     events_dir = write_events(events, tmp_path / "events")
     labels_path = write_labels(labels, tmp_path / "cohort" / "labels.parquet")
-    (tmp_path / "cohort" / "cohort.yaml").write_text("history:\n  lookback: 10d\n")
+    spec = (REPO / "cohorts" / "in_hospital_mortality.yaml").read_text()
+    assert "  lookback: all\n" in spec
+    (tmp_path / "cohort" / "cohort.yaml").write_text(spec.replace("  lookback: all\n", "  lookback: 10d\n"))
     cfg = small_config.model_copy(update={"cache_dir": str(tmp_path / "cache")})
     summary = build_features(labels_path, events_dir, tmp_path / "out", cfg, progress=False)
     assert summary["lookback_days"] == 10.0
     mask = pl.read_parquet(tmp_path / "out" / "mask.parquet")
     assert not mask["codes"].any() and mask["medications"].all()
-    (tmp_path / "cohort" / "cohort.yaml").write_text("history:\n  lookback: all\n")
+    (tmp_path / "cohort" / "cohort.yaml").write_text(spec)
     summary = build_features(labels_path, events_dir, tmp_path / "out", cfg, progress=False)
     assert summary["lookback_days"] is None
     assert pl.read_parquet(tmp_path / "out" / "mask.parquet")["codes"].all()
