@@ -6,7 +6,8 @@ Public API: :func:`build_cohort` (the stage), :func:`load_spec`, :func:`format_a
 
 from __future__ import annotations
 
-from pipeline.cohort.build import build_cohort, compute_labels, format_attrition
+from pipeline.cohort.build import build_cohort, format_attrition
+from pipeline.cohort.criteria import compute_labels
 from pipeline.cohort.spec import (
     CohortSpec,
     check_cohort_name,

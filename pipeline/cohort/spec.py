@@ -171,7 +171,8 @@ class AdmissionTypes(_Strict):
 
 class Exclusion(_Strict):
     """Drop a prediction if the subject has an event whose code starts with one of ``codes`` in the
-    ``lookback`` before the prediction time (only the past is looked at)."""
+    ``lookback`` before the prediction time (only the past is looked at).
+    """
 
     name: str = Field(min_length=1, description="label of this criterion in the attrition table")
     codes: list[str] = Field(min_length=1, description="code prefixes, e.g. DIAGNOSIS//ICD//10//Z51")
@@ -486,7 +487,8 @@ def json_schema() -> dict:
 
 def write_json_schema(path: str | os.PathLike = "cohorts/cohort.schema.json") -> Path:
     """Regenerate the editor schema file (``python -c "from pipeline.cohort.spec import write_json_schema;
-    write_json_schema()"``)."""
+    write_json_schema()"``).
+    """
     import json
 
     from pipeline.io import write_text
