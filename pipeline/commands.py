@@ -7,109 +7,115 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 from pipeline.exceptions import ConfigError, MissingInputError
 from pipeline.params import load_section, read_params
-from pipeline.workspace import Workspace, check_name
+from pipeline.workspace import Workspace, check_name, git_commit
 
 log = logging.getLogger("ehr_hcl")
 
 DEFAULT_COHORT_FILES = (Path("cohorts/in_hospital_mortality.yaml"), Path("cohorts/readmission_30d.yaml"))
 
 
-def _progress(args) -> bool:
-    return not args.quiet
+# --- stages: each a call of the stage function with its typed config, shared by its CLI handler and `run`
 
 
-# --- stages ------------------------------------------------------------------------------------------
-
-
-def cmd_synth(args) -> dict:
+def synth_step(
+    output: Path, params: Path | None, progress: bool, patients: int | None = None, seed: int | None = None
+) -> dict:
+    """Generate the synthetic MIMIC-IV tables (``synth`` section of params, overridden by the arguments)."""
     from pipeline.sources.synthetic import SynthConfig, synthesize
 
-    config = load_section("synth", SynthConfig, args.params, {"patients": args.patients, "seed": args.seed})
-    summary = synthesize(config, args.output, progress=_progress(args))
-    log.info("synth: wrote %s", args.output)
+    config = load_section("synth", SynthConfig, params, {"patients": patients, "seed": seed})
+    summary = synthesize(config, output, progress=progress)
+    log.info("synth: wrote %s", output)
     return summary
 
 
-def cmd_ingest(args) -> dict:
+def ingest_step(
+    source: str, input: Path, output: Path, params: Path | None, progress: bool, strict: bool | None = None
+) -> dict:
+    """Turn a source (MIMIC-IV layout or MEDS) into the MEDS events contract."""
     from pipeline.ingest import IngestConfig, ingest
 
-    config = load_section("ingest", IngestConfig, args.params, {"strict": args.strict})
-    return ingest(args.source, args.input, args.output, config, progress=_progress(args))
+    config = load_section("ingest", IngestConfig, params, {"strict": strict})
+    return ingest(source, input, output, config, progress=progress)
 
 
-def cmd_cohort(args) -> dict:
+def cohort_step(config: Path, events: Path, output: Path | None) -> dict:
+    """Build one cohort's labels from its YAML definition."""
     from pipeline.cohort import build_cohort
 
-    name = check_name(Path(args.config).stem)
-    output = args.output or Workspace().cohort(name)
-    return build_cohort(args.config, args.events, output)
+    name = check_name(Path(config).stem)
+    return build_cohort(config, events, output or Workspace().cohort(name))
 
 
-def cmd_features(args) -> dict:
+def features_step(
+    labels: Path, events: Path, output: Path, params: Path | None, progress: bool, audit: bool = True
+) -> dict:
+    """Build the modality features of one cohort, then audit them for leakage."""
     from pipeline.features import FeaturesConfig, build_features
 
-    config = load_section("features", FeaturesConfig, args.params)
-    summary = build_features(args.labels, args.events, args.output, config, progress=_progress(args))
-    if not args.no_audit:
-        from pipeline.audit import audit
+    config = load_section("features", FeaturesConfig, params)
+    summary = build_features(labels, events, output, config, progress=progress)
+    if audit:
+        from pipeline.audit import audit as audit_features
 
-        audit(args.labels, args.output, args.events)
+        audit_features(labels, output, events)
         log.info("audit: passed (no event after its prediction time, no subject in two splits)")
     return summary
 
 
-def cmd_audit(args) -> dict:
-    from pipeline.audit import audit
-
-    result = audit(args.labels, args.features, args.events)
-    log.info("audit: passed")
-    return result
-
-
-def cmd_embed(args) -> dict:
+def embed_step(features: Path, labels: Path, output: Path, models: Path, params: Path | None) -> dict:
+    """Fit every representation method on one cohort's features and write its embeddings."""
     from pipeline.embed import EmbedConfig, embed
 
-    config = load_section("embed", EmbedConfig, args.params)
-    return embed(args.features, args.labels, args.output, args.models, config, str(args.params or "params.yaml"))
+    config = load_section("embed", EmbedConfig, params)
+    return embed(features, labels, output, models, config, str(params or "params.yaml"))
 
 
-def cmd_predict(args) -> dict:
+def predict_step(
+    cohort: str,
+    labels: Path,
+    embeddings: Path,
+    metrics: Path,
+    plots: Path,
+    params: Path | None,
+    progress: bool,
+    truth: Path | None = None,
+    source_name: str | None = None,
+) -> dict:
+    """Fit and evaluate the downstream models on every representation; log them to MLflow."""
     from pipeline.predict import PredictConfig, predict
     from pipeline.tracking import TrackingConfig
 
-    config = load_section("predict", PredictConfig, args.params)
-    tracking = load_section("tracking", TrackingConfig, args.params)
-    params = read_params(args.params)
-    tags = {"data_source": args.source_name, **_provenance_tags(args.cohort)}
+    config = load_section("predict", PredictConfig, params)
+    tracking = load_section("tracking", TrackingConfig, params)
+    tags = {"data_source": source_name, **_provenance_tags(cohort)}
     return predict(
-        args.cohort,
-        args.labels,
-        args.embeddings,
-        args.metrics,
-        args.plots,
+        cohort,
+        labels,
+        embeddings,
+        metrics,
+        plots,
         config,
         tracking,
-        truth_path=args.truth,
-        params_flat=params,  # nested; tracking flattens it to embed.hcl.lr-style keys
+        truth_path=truth,
+        params_flat=read_params(params),  # nested; tracking flattens it to embed.hcl.lr-style keys
         tags=tags,
-        progress=_progress(args),
+        progress=progress,
     )
 
 
-def cmd_report(args) -> Path:
+def report_step(cohort: str, workspace: Path, output: Path | None, params: Path | None) -> Path:
+    """Write one cohort's HTML report from the workspace's outputs."""
     from pipeline.report import ReportConfig, build_report
 
-    ws = Workspace(args.workspace)
-    name = check_name(args.cohort)
-    config = load_section("report", ReportConfig, args.params)
-    output = args.output or ws.report(name)
+    ws = Workspace(workspace)
+    name = check_name(cohort)
+    config = load_section("report", ReportConfig, params)
     path = build_report(
         name,
         ws.cohort(name),
@@ -118,14 +124,74 @@ def cmd_report(args) -> Path:
         ws.models(name),
         ws.metrics(name),
         ws.plots(name),
-        output,
+        output or ws.report(name),
         config,
     )
     log.info("report: %s", path)
     return path
 
 
+# --- CLI handlers: argparse namespace in, stage call out ---------------------------------------------
+
+
+def cmd_synth(args) -> dict:
+    """Handle `ehr-hcl synth`."""
+    return synth_step(args.output, args.params, not args.quiet, patients=args.patients, seed=args.seed)
+
+
+def cmd_ingest(args) -> dict:
+    """Handle `ehr-hcl ingest`."""
+    return ingest_step(args.source, args.input, args.output, args.params, not args.quiet, strict=args.strict)
+
+
+def cmd_cohort(args) -> dict:
+    """Handle `ehr-hcl cohort`."""
+    return cohort_step(args.config, args.events, args.output)
+
+
+def cmd_features(args) -> dict:
+    """Handle `ehr-hcl features`."""
+    return features_step(
+        args.labels, args.events, args.output, args.params, not args.quiet, audit=not args.no_audit
+    )
+
+
+def cmd_audit(args) -> dict:
+    """Handle `ehr-hcl audit`."""
+    from pipeline.audit import audit
+
+    result = audit(args.labels, args.features, args.events)
+    log.info("audit: passed")
+    return result
+
+
+def cmd_embed(args) -> dict:
+    """Handle `ehr-hcl embed`."""
+    return embed_step(args.features, args.labels, args.output, args.models, args.params)
+
+
+def cmd_predict(args) -> dict:
+    """Handle `ehr-hcl predict`."""
+    return predict_step(
+        args.cohort,
+        args.labels,
+        args.embeddings,
+        args.metrics,
+        args.plots,
+        args.params,
+        not args.quiet,
+        truth=args.truth,
+        source_name=args.source_name,
+    )
+
+
+def cmd_report(args) -> Path:
+    """Handle `ehr-hcl report`."""
+    return report_step(args.cohort, args.workspace, args.output, args.params)
+
+
 def cmd_compare(args) -> None:
+    """Handle `ehr-hcl compare`."""
     from pipeline.compare import compare
     from pipeline.tracking import TrackingConfig
 
@@ -134,10 +200,12 @@ def cmd_compare(args) -> None:
 
 
 def cmd_summary(args) -> None:
+    """Handle `ehr-hcl summary`."""
     print(summary_table(Workspace(args.workspace), params_path=args.params))
 
 
 def cmd_ui(args) -> None:
+    """Handle `ehr-hcl ui`."""
     from pipeline.tracking import TrackingConfig, ui
 
     tracking = load_section("tracking", TrackingConfig, args.params)
@@ -145,7 +213,7 @@ def cmd_ui(args) -> None:
 
 
 def cmd_run(args) -> None:
-    """The whole pipeline in one process, under ``--workspace``."""
+    """Run the whole pipeline in one process, under ``--workspace``."""
     ws = Workspace(args.workspace)
     cohort_files = [Path(p) for p in (args.cohorts or DEFAULT_COHORT_FILES)]
     for path in cohort_files:
@@ -153,43 +221,37 @@ def cmd_run(args) -> None:
         if not path.exists():
             raise ConfigError(f"{path}: cohort file not found")
     started = time.perf_counter()
-    common = dict(params=args.params, quiet=args.quiet, verbose=args.verbose)
-
+    params, progress = args.params, not args.quiet
     if args.source == "synthetic":
         if args.input is not None:
             raise ConfigError("--input is not used with --source synthetic (the data is generated)")
-        cmd_synth(_ns(output=ws.raw, patients=None, seed=None, **common))
+        synth_step(ws.raw, params, progress)
         source, raw = "mimic-iv", ws.raw
     else:
         if args.input is None:
             raise ConfigError(f"--input is required with --source {args.source}")
         source, raw = args.source, args.input
-    cmd_ingest(_ns(source=source, input=raw, output=ws.events, strict=None, **common))
+    ingest_step(source, raw, ws.events, params, progress)
     truth = ws.truth if args.source == "synthetic" else None
     source_name = args.source if args.source != "mimic-iv" else f"mimic-iv:{Path(args.input).name}"
     for path in cohort_files:
         name = path.stem
-        cmd_cohort(_ns(config=path, events=ws.events, output=ws.cohort(name), **common))
-        cmd_features(
-            _ns(labels=ws.labels(name), events=ws.events, output=ws.features(name), no_audit=False, **common)
+        cohort_step(path, ws.events, ws.cohort(name))
+        features_step(ws.labels(name), ws.events, ws.features(name), params, progress)
+        embed_step(ws.features(name), ws.labels(name), ws.embeddings(name), ws.models(name), params)
+        predict_step(
+            experiment_name(ws, name),
+            ws.labels(name),
+            ws.embeddings(name),
+            ws.metrics(name),
+            ws.plots(name),
+            params,
+            progress,
+            truth=truth,
+            source_name=source_name,
         )
-        cmd_embed(
-            _ns(features=ws.features(name), labels=ws.labels(name), output=ws.embeddings(name), models=ws.models(name), **common)
-        )
-        cmd_predict(
-            _ns(
-                cohort=experiment_name(ws, name),
-                labels=ws.labels(name),
-                embeddings=ws.embeddings(name),
-                metrics=ws.metrics(name),
-                plots=ws.plots(name),
-                truth=truth,
-                source_name=source_name,
-                **common,
-            )
-        )
-        cmd_report(_ns(cohort=name, workspace=ws.root, output=None, **common))
-    print(summary_table(ws, [p.stem for p in cohort_files], params_path=args.params))
+        report_step(name, ws.root, None, params)
+    print(summary_table(ws, [p.stem for p in cohort_files], params_path=params))
     log.info("run: finished in %.0f s", time.perf_counter() - started)
 
 
@@ -204,22 +266,11 @@ def experiment_name(ws: Workspace, cohort: str) -> str:
     return f"{root.name}.{cohort}"
 
 
-def _ns(**kwargs: Any):
-    import argparse
-
-    return argparse.Namespace(**kwargs)
-
-
 def _provenance_tags(cohort: str) -> dict[str, str]:
     tags = {}
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
-        ).stdout.strip()
-        if commit:
-            tags["git_commit"] = commit
-    except (OSError, subprocess.TimeoutExpired):
-        pass
+    commit = git_commit()
+    if commit:
+        tags["git_commit"] = commit
     base = cohort.split(".")[-1]
     yaml_path = Path("cohorts") / f"{base}.yaml"
     if yaml_path.exists():
@@ -246,7 +297,7 @@ def summary_table(ws: Workspace, cohorts: list[str] | None = None, params_path: 
 
 
 def resolve_store_uri(params_path: Path | None = None) -> str:
-    """The MLflow tracking URI the pipeline logs to (absolute)."""
+    """Return the MLflow tracking URI the pipeline logs to (absolute)."""
     from pipeline.tracking import TrackingConfig, resolve_tracking_uri
 
     return resolve_tracking_uri(load_section("tracking", TrackingConfig, params_path))
