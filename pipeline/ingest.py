@@ -24,17 +24,18 @@ from typing import Literal
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from tqdm import tqdm
 
 from pipeline.exceptions import ConfigError, InputSchemaError, RowQualityError
 from pipeline.io import atomic_dir, write_json
-from pipeline.schema import EVENTS_SCHEMA
+from pipeline.schema import CODES_SCHEMA, EVENTS_SCHEMA, MEDS_VERSION, SUBJECT_SPLITS_SCHEMA
 from pipeline.sources import REJECTS_SCHEMA
 from pipeline.splits import assign_splits
 
 log = logging.getLogger(__name__)
-
-MEDS_VERSION = "0.4.0"
 
 
 class IngestConfig(BaseModel):
@@ -69,9 +70,6 @@ class _ShardStager:
     """Appends event blocks to one staging parquet file per shard."""
 
     def __init__(self, root: Path, shard_bounds: np.ndarray):
-        import pyarrow.parquet as pq
-
-        self._pq = pq
         self.root = root
         self.bounds = shard_bounds  # first subject_id of each shard, ascending
         self.writers: dict[int, object] = {}
@@ -86,7 +84,7 @@ class _ShardStager:
             tbl = part.drop("_shard").to_arrow().cast(EVENTS_SCHEMA)
             w = self.writers.get(k)
             if w is None:
-                w = self._pq.ParquetWriter(self.root / f"{k}.parquet", EVENTS_SCHEMA, compression="lz4")
+                w = pq.ParquetWriter(self.root / f"{k}.parquet", EVENTS_SCHEMA, compression="lz4")
                 self.writers[k] = w
             w.write_table(tbl)
 
@@ -140,13 +138,10 @@ def ingest(
     RowQualityError
         ``config.strict`` is on and some rows were rejected (nothing written).
     """
-    from tqdm import tqdm
-
     t0 = time.perf_counter()
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     src = _make_source(source, input_dir, config)
     src.check()
-    rejects: list[pl.DataFrame] = []
     with atomic_dir(output_dir) as tmp:
         subject_ids, first_events = src.prepare()
         if len(subject_ids) == 0:
@@ -154,126 +149,177 @@ def ingest(
                 f"{input_dir}: no subjects found; check that the input holds patients/events"
             )
         subject_ids = np.sort(np.asarray(subject_ids, dtype=np.int64))
-        bounds = subject_ids[:: config.shard_size]
-        stager = _ShardStager(tmp / "_staging", bounds)
+        stager = _ShardStager(tmp / "_staging", subject_ids[:: config.shard_size])
         try:
-            for _table, events, rej in first_events:
-                stager.add(events)
-                rejects.append(rej)
-            for table in src.tables():
-                bar = tqdm(
-                    desc=f"ingest {table}", unit="row", unit_scale=True, disable=not progress, leave=False
-                )
-                for events, rej in src.iter_table(table):
-                    stager.add(events)
-                    if rej.height:
-                        rejects.append(rej)
-                    bar.update(events.height + rej.height)
-                bar.close()
+            rejects = _stage_events(src, stager, first_events, progress)
         finally:
             stager.close()
-
-        rej_all = (
-            pl.concat(rejects, how="vertical_relaxed").cast(dict(REJECTS_SCHEMA))
-            if rejects
-            else pl.DataFrame(schema=REJECTS_SCHEMA)
+        rej_counts = _check_rejects(rejects, input_dir, config.strict)
+        written = _write_shards(src, stager, tmp, progress)
+        splits, split_source = _subject_splits(src, subject_ids, config)
+        _write_metadata(
+            src,
+            tmp / "metadata",
+            written["code_counts"],
+            subject_ids,
+            splits,
+            split_source,
+            config,
+            source,
+            input_dir,
         )
-        rej_counts = _reject_counts(rej_all)
-        for table, n in rej_counts.items():
-            reasons = rej_all.filter(pl.col("table") == table)["reason"].value_counts(sort=True).head(3)
-            top = "; ".join(f"{r} ({c})" for r, c in reasons.iter_rows())
-            log.warning("ingest: %s: %d row(s) rejected: %s; see quality/rejects.parquet", table, n, top)
-        if config.strict and rej_all.height:
-            first = rej_all.row(0, named=True)
-            where = f"row {first['row_number']}" if first["row_number"] is not None else "a row"
-            shown = "" if first["value"] is None else f" (value {first['value']!r})"
-            counts = ", ".join(f"{t}: {n}" for t, n in rej_counts.items())
-            raise RowQualityError(
-                f"{input_dir}: {rej_all.height} row(s) rejected ({counts}); first: {first['table']} {where}, "
-                f"column {first['column']!r}: {first['reason']}{shown}; "
-                "fix the input or run without --strict to quarantine them"
-            )
-
-        # ---- per shard: read, finalize, sort, write
-        data_dir = tmp / "data"
-        data_dir.mkdir()
-        code_counts: dict[str, int] = {}
-        n_events = 0
-        n_adm = 0
-        family: dict[str, int] = {}
-        staged = sorted(stager.writers)
-        for k in tqdm(staged, desc="ingest shards", unit="shard", disable=not progress, leave=False):
-            path = tmp / "_staging" / f"{k}.parquet"
-            df = pl.read_parquet(path)
-            path.unlink()
-            df = src.finalize_shard(df)
-            df = df.sort(["subject_id", "time"], nulls_last=False, maintain_order=True)
-            # pyarrow writes plain `string` (MEDS), polars would write `large_string`
-            stager._pq.write_table(
-                df.to_arrow().cast(EVENTS_SCHEMA),
-                data_dir / f"{k}.parquet",
-                compression="zstd",
-                row_group_size=1_000_000,
-            )
-            n_events += df.height
-            vc = df.group_by("code").len()
-            for c, n in vc.iter_rows():
-                code_counts[c] = code_counts.get(c, 0) + n
-            n_adm += df.filter(
-                pl.col("code").str.starts_with("HOSPITAL_ADMISSION") & pl.col("hadm_id").is_not_null()
-            )["hadm_id"].n_unique()
-            del df
-        (tmp / "_staging").rmdir()
-        for c, n in code_counts.items():
-            fam = c.split("//", 1)[0]
-            family[fam] = family.get(fam, 0) + n
-
-        # ---- metadata
-        meta = tmp / "metadata"
-        meta.mkdir()
-        codes = pl.DataFrame({"code": sorted(code_counts)}, schema={"code": pl.String})
-        codes = src.describe(codes)
-        codes.write_parquet(meta / "codes.parquet", compression="zstd")
-        splits = assign_splits(subject_ids, config.split_fractions, config.split_seed)
-        pl.DataFrame({"subject_id": subject_ids, "split": splits}).write_parquet(
-            meta / "subject_splits.parquet"
-        )
-        etl_version = _etl_version()
-
-        write_json(
-            {
-                "dataset_name": config.dataset_name or input_dir.name,
-                "dataset_version": "unknown",
-                "etl_name": "ehr-hcl",
-                "etl_version": str(etl_version),
-                "meds_version": MEDS_VERSION,
-                "source": source,
-                "extension_columns": {"hadm_id": "int64: admission the event belongs to (null if none)"},
-            },
-            meta / "dataset.json",
-        )
-        quality = tmp / "quality"
-        quality.mkdir()
-        rej_all.write_parquet(quality / "rejects.parquet", compression="zstd")
         summary = {
             "source": source,
             "input": str(input_dir),
             "subjects": int(len(subject_ids)),
-            "admissions": int(n_adm),
-            "events": int(n_events),
-            "events_per_family": dict(sorted(family.items())),
-            "codes": int(len(code_counts)),
+            "admissions": int(written["admissions"]),
+            "events": int(written["events"]),
+            "events_per_family": written["families"],
+            "codes": int(len(written["code_counts"])),
             "rows_read": dict(sorted(src.rows_read.items())),
             "rejects": {t: rej_counts.get(t, 0) for t in sorted(set(src.rows_read) | set(rej_counts))},
-            "rejects_total": int(rej_all.height),
+            "rejects_total": int(rejects.height),
             "absent_tables": list(src.absent),
-            "shards": len(staged),
+            "shards": written["shards"],
             "splits": {s: int((splits == s).sum()) for s in ("train", "tuning", "held_out")},
+            "split_source": split_source,
         }
-        write_json(summary, quality / "summary.json")
+        (tmp / "quality").mkdir()
+        rejects.write_parquet(tmp / "quality" / "rejects.parquet", compression="zstd")
+        write_json(summary, tmp / "quality" / "summary.json")
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     _log_summary(summary)
     return summary
+
+
+def _stage_events(src, stager: _ShardStager, first_events: list, progress: bool) -> pl.DataFrame:
+    """Read every table of the source into per-shard staging files; return the rejected rows."""
+    rejects: list[pl.DataFrame] = []
+    for _table, events, rej in first_events:
+        stager.add(events)
+        rejects.append(rej)
+    for table in src.tables():
+        # the bar is closed (and cleared) before any error propagates, so an error stands on its own line
+        with tqdm(
+            desc=f"ingest {table}", unit="row", unit_scale=True, disable=not progress, leave=False
+        ) as bar:
+            for events, rej in src.iter_table(table):
+                stager.add(events)
+                if rej.height:
+                    rejects.append(rej)
+                bar.update(events.height + rej.height)
+    if not rejects:
+        return pl.DataFrame(schema=REJECTS_SCHEMA)
+    return pl.concat(rejects, how="vertical_relaxed").cast(dict(REJECTS_SCHEMA))
+
+
+def _check_rejects(rejects: pl.DataFrame, input_dir: Path, strict: bool) -> dict[str, int]:
+    """Log the rejected rows per table; with ``strict``, raise on the first one."""
+    counts = _reject_counts(rejects)
+    for table, n in counts.items():
+        reasons = rejects.filter(pl.col("table") == table)["reason"].value_counts(sort=True).head(3)
+        top = "; ".join(f"{r} ({c})" for r, c in reasons.iter_rows())
+        log.warning("ingest: %s: %d row(s) rejected: %s; see quality/rejects.parquet", table, n, top)
+    if strict and rejects.height:
+        first = rejects.row(0, named=True)
+        where = f"row {first['row_number']}" if first["row_number"] is not None else "a row"
+        shown = "" if first["value"] is None else f" (value {first['value']!r})"
+        listed = ", ".join(f"{t}: {n}" for t, n in counts.items())
+        raise RowQualityError(
+            f"{input_dir}: {rejects.height} row(s) rejected ({listed}); first: {first['table']} {where}, "
+            f"column {first['column']!r}: {first['reason']}{shown}; "
+            "fix the input or run without --strict to quarantine them"
+        )
+    return counts
+
+
+def _write_shards(src, stager: _ShardStager, tmp: Path, progress: bool) -> dict:
+    """Sort each staged shard by (subject_id, time) and write it as ``data/<k>.parquet``; count codes."""
+    data_dir = tmp / "data"
+    data_dir.mkdir()
+    code_counts: dict[str, int] = {}
+    n_events = n_adm = 0
+    staged = sorted(stager.writers)
+    for k in tqdm(staged, desc="ingest shards", unit="shard", disable=not progress, leave=False):
+        path = tmp / "_staging" / f"{k}.parquet"
+        df = pl.read_parquet(path)
+        path.unlink()
+        df = src.finalize_shard(df).sort(["subject_id", "time"], nulls_last=False, maintain_order=True)
+        pq.write_table(df.to_arrow().cast(EVENTS_SCHEMA), data_dir / f"{k}.parquet", compression="zstd",
+                       row_group_size=1_000_000)  # fmt: skip
+        n_events += df.height
+        for c, n in df.group_by("code").len().iter_rows():
+            code_counts[c] = code_counts.get(c, 0) + n
+        admissions = df.filter(
+            pl.col("code").str.starts_with("HOSPITAL_ADMISSION") & pl.col("hadm_id").is_not_null()
+        )
+        n_adm += admissions["hadm_id"].n_unique()
+        del df
+    (tmp / "_staging").rmdir()
+    families: dict[str, int] = {}
+    for c, n in code_counts.items():
+        fam = c.split("//", 1)[0]
+        families[fam] = families.get(fam, 0) + n
+    return {
+        "code_counts": code_counts,
+        "events": n_events,
+        "admissions": n_adm,
+        "families": dict(sorted(families.items())),
+        "shards": len(staged),
+    }
+
+
+def _subject_splits(src, subject_ids: np.ndarray, config: IngestConfig) -> tuple[np.ndarray, str]:
+    """Each subject's split: the input's own (a MEDS ``subject_splits.parquet``), else the keyed hash."""
+    given = src.input_splits() if hasattr(src, "input_splits") else None
+    hashed = assign_splits(subject_ids, config.split_fractions, config.split_seed)
+    if given is None:
+        return hashed, "keyed_hash"
+    found = pl.DataFrame({"subject_id": subject_ids}).join(given, on="subject_id", how="left")["split"]
+    n_missing = found.null_count()
+    if n_missing:
+        log.warning(
+            "ingest: %d of %d subject(s) are not in the input's subject_splits.parquet; they get the keyed-hash split",
+            n_missing,
+            len(subject_ids),
+        )
+    return np.where(found.is_null().to_numpy(), hashed, found.fill_null("").to_numpy()).astype(str), "input"
+
+
+def _write_metadata(
+    src,
+    meta: Path,
+    code_counts: dict,
+    subject_ids,
+    splits,
+    split_source: str,
+    config: IngestConfig,
+    source: str,
+    input_dir: Path,
+) -> None:
+    """``metadata/``: codes, subject splits and dataset.json, typed as the MEDS 0.4 schemas want."""
+    meta.mkdir()
+    codes = src.describe(pl.DataFrame({"code": sorted(code_counts)}, schema={"code": pl.String}))
+    codes = codes.select("code", "description", "parent_codes").to_arrow().cast(CODES_SCHEMA)
+    pq.write_table(codes, meta / "codes.parquet", compression="zstd")
+    split_table = pa.table({"subject_id": subject_ids, "split": np.asarray(splits, dtype=str)}).cast(
+        SUBJECT_SPLITS_SCHEMA
+    )
+    pq.write_table(split_table, meta / "subject_splits.parquet")
+    write_json(
+        {
+            "dataset_name": config.dataset_name or input_dir.name,
+            "dataset_version": "unknown",
+            "etl_name": "ehr-hcl",
+            "etl_version": str(_etl_version()),
+            "meds_version": MEDS_VERSION,
+            "raw_source_id_columns": ["hadm_id"],
+            "source": source,
+            "split_source": split_source,
+            "extension_columns": {"hadm_id": "int64: admission the event belongs to (null if none)"},
+        },
+        meta / "dataset.json",
+    )
 
 
 def _etl_version() -> str:

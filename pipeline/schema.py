@@ -18,10 +18,16 @@ EVENTS_SCHEMA = pa.schema(
         ("time", pa.timestamp("us")),
         ("code", pa.string()),
         ("numeric_value", pa.float32()),
-        ("text_value", pa.string()),
+        ("text_value", pa.large_string()),  # MEDS 0.4 types notes as large_string
         ("hadm_id", pa.int64()),  # extension column: admission the event belongs to (null if none)
     ]
 )
+
+# metadata/codes.parquet and metadata/subject_splits.parquet, with the exact types of the MEDS 0.4 schemas
+CODES_SCHEMA = pa.schema([("code", pa.string()), ("description", pa.string()), ("parent_codes", pa.list_(pa.string()))])
+SUBJECT_SPLITS_SCHEMA = pa.schema([("subject_id", pa.int64()), ("split", pa.string())])
+#: the MEDS version whose schemas the ingest output follows (tests check it against the `meds` package)
+MEDS_VERSION = "0.4.1"
 
 # Code prefixes (the part before the first "//") that the cohort and features stages rely on.
 ADMISSION = "HOSPITAL_ADMISSION"  # HOSPITAL_ADMISSION//<admission_type>, time = admittime
@@ -54,6 +60,10 @@ LABEL_COLUMNS = {
     "insurance": pa.string(),  # null where the source has none
 }
 SPLITS = ("train", "tuning", "held_out")
+# data/cohorts/<cohort>/meds_labels.parquet: the same rows in the MEDS 0.4 label schema (no extra columns)
+MEDS_LABEL_SCHEMA = pa.schema(
+    [("subject_id", pa.int64()), ("prediction_time", pa.timestamp("us")), ("boolean_value", pa.bool_())]
+)
 
 # --- Features (written by `features`) ----------------------------------------------------------------
 # data/features/<cohort>/<modality>.parquet: float32 columns only, same row count and order as labels.

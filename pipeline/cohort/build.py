@@ -15,6 +15,7 @@ Every exclusion is counted; nothing is dropped silently.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from pipeline.io import atomic_dir, atomic_path, write_json, write_text
 
 log = logging.getLogger(__name__)
 
+
 def format_attrition(attrition: list[dict[str, Any]]) -> str:
     """The attrition table as fixed-width text (criterion, before, after, excluded)."""
     width = max([len("criterion")] + [len(str(r["criterion"])) for r in attrition])
@@ -52,7 +54,20 @@ OUTPUT_FILES = {
     "attrition": "attrition.json",
     "aces": "aces.yaml",
     "cohort": "cohort.yaml",
+    "meds_labels": "meds_labels.parquet",  # the same rows in the MEDS label schema, for other MEDS tools
+    "splits": "splits.json",  # where the splits came from: the input's own, or the keyed hash
 }
+
+
+def input_splits(events_dir: Path) -> pl.DataFrame | None:
+    """Return the input dataset's own subject splits, when ``ehr-hcl ingest`` kept them; else None."""
+    meta = Path(events_dir) / "metadata"
+    info = meta / "dataset.json"
+    if not info.is_file() or json.loads(info.read_text()).get("split_source") != "input":
+        return None
+    return pl.read_parquet(meta / "subject_splits.parquet").select(
+        pl.col("subject_id").cast(pl.Int64), pl.col("split").cast(pl.String)
+    )
 
 
 def _owned_folder(folder: Path) -> bool:
@@ -101,7 +116,14 @@ def build_cohort(config_path: Path, events_dir: Path, output_dir: Path) -> dict:
     name = cohort_name(config_path)
     spec = load_spec(config_path)
     events = read_events(events_dir, require=("hadm_id",))
-    labels, attrition = compute_labels(spec, events, source=str(config_path))
+    given_splits = input_splits(events_dir)
+    labels, attrition = compute_labels(spec, events, source=str(config_path), subject_splits=given_splits)
+    split_info = {
+        "source": "keyed_hash" if given_splits is None else "input",
+        "file": None if given_splits is None else str(events_dir / "metadata" / "subject_splits.parquet"),
+        "fractions": None if given_splits is not None else list(spec.split.fractions),
+        "seed": None if given_splits is not None else spec.split.seed,
+    }
     log.info("cohort %s: attrition\n%s", name, format_attrition(attrition))
 
     adm_types = (
@@ -120,11 +142,15 @@ def build_cohort(config_path: Path, events_dir: Path, output_dir: Path) -> dict:
     }
     # exact arrow types of the contract (polars alone would write large_string)
     table = labels.to_arrow().cast(pa.schema(list(schema.LABEL_COLUMNS.items())))
+    meds_table = table.select(schema.MEDS_LABEL_SCHEMA.names).cast(schema.MEDS_LABEL_SCHEMA)
 
     def write_all(folder: Path) -> None:
         write_text(texts["cohort"], folder / OUTPUT_FILES["cohort"])
         write_text(texts["aces"], folder / OUTPUT_FILES["aces"])
         write_json(attrition, folder / OUTPUT_FILES["attrition"])
+        write_json(split_info, folder / OUTPUT_FILES["splits"])
+        with atomic_path(folder / OUTPUT_FILES["meds_labels"]) as tmp:
+            pq.write_table(meds_table, tmp, compression="zstd")
         with atomic_path(folder / OUTPUT_FILES["labels"]) as tmp:
             pq.write_table(table, tmp, compression="zstd")
 
@@ -145,6 +171,7 @@ def build_cohort(config_path: Path, events_dir: Path, output_dir: Path) -> dict:
         "positives": n_pos,
         "prevalence": n_pos / labels.height,
         "splits": {s: int(dict(counts.iter_rows()).get(s, 0)) for s in schema.SPLITS},
+        "split_source": split_info["source"],
         "event_types": dict(sorted(labels.group_by("event_type").len().iter_rows())),
         "attrition": attrition,
         "outputs": {k: str(v) for k, v in outputs.items()},

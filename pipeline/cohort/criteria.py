@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -62,7 +63,10 @@ class Attrition:
 
 
 def compute_labels(
-    spec: CohortSpec, events: pl.LazyFrame, source: str = "<cohort>"
+    spec: CohortSpec,
+    events: pl.LazyFrame,
+    source: str = "<cohort>",
+    subject_splits: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
     """Apply a cohort definition to MEDS events.
 
@@ -74,6 +78,9 @@ def compute_labels(
         MEDS events (subject_id, time, code, hadm_id, ...).
     source : str
         Name of the YAML file, used in error messages.
+    subject_splits : polars.DataFrame, optional
+        ``subject_id, split`` given by the input dataset; used instead of the keyed hash of ``spec.split``
+        (subjects it lacks still get the keyed hash).
 
     Returns
     -------
@@ -105,7 +112,7 @@ def compute_labels(
     df = follow_up_rules(_with_event_type(df), att, spec)
     df = _label_columns(df, spec)
     _check_trainable(df, att, source)
-    return _with_splits(df, spec), att.rows
+    return _with_splits(df, spec, subject_splits), att.rows
 
 
 # --- the candidate stays ------------------------------------------------------------------------------
@@ -499,10 +506,13 @@ def _check_trainable(df: pl.DataFrame, att: Attrition, source: str) -> None:
         )
 
 
-def _with_splits(df: pl.DataFrame, spec: CohortSpec) -> pl.DataFrame:
-    """Assign each subject's split, then select and type the label columns."""
+def _with_splits(df: pl.DataFrame, spec: CohortSpec, given: pl.DataFrame | None) -> pl.DataFrame:
+    """Assign each subject's split (the input's own where given, else the keyed hash); type the columns."""
     subjects = df.get_column("subject_id").unique().sort()
     splits = assign_splits(subjects.to_numpy(), tuple(spec.split.fractions), spec.split.seed)
+    if given is not None:
+        kept = pl.DataFrame({"subject_id": subjects}).join(given, on="subject_id", how="left")["split"]
+        splits = np.where(kept.is_null().to_numpy(), splits, kept.fill_null("").to_numpy())
     df = df.join(
         pl.DataFrame({"subject_id": subjects, "split": splits.astype(str)}), on="subject_id", how="left"
     )

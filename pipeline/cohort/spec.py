@@ -363,7 +363,6 @@ class CohortSpec(_Strict):
 # --- loading -----------------------------------------------------------------------------------------
 
 
-
 def check_cohort_name(name: str, source: str = "cohort name") -> str:
     """Return ``name`` if it is a safe single folder name (output paths are derived from it)."""
     from pipeline.workspace import check_name

@@ -127,6 +127,34 @@ class MedsSource:
             yield to_events(df.filter(~bad)), rej
         self.rows_read[table] = row - 1
 
+    def input_splits(self) -> pl.DataFrame | None:
+        """The input's own ``metadata/subject_splits.parquet`` (subject_id, split), or None when it has none.
+
+        Kept as given, so results compare with other MEDS tools on the same split.
+        """
+        path = self.input_dir / "metadata" / "subject_splits.parquet"
+        if not path.is_file():
+            return None
+        splits = pl.read_parquet(path)
+        for col in ("subject_id", "split"):
+            if col not in splits.columns:
+                raise InputSchemaError(
+                    f"{path}: column {col!r} is missing (found {splits.columns}); a MEDS split file has subject_id, split"
+                )
+        splits = splits.select(pl.col("subject_id").cast(pl.Int64), pl.col("split").cast(pl.String))
+        dup = splits.filter(pl.col("subject_id").is_duplicated())
+        if dup.height:
+            raise InputSchemaError(
+                f"{path}: subject_id {dup['subject_id'][0]} appears in more than one split; give each subject one split"
+            )
+        unknown = splits.filter(~pl.col("split").is_in(["train", "tuning", "held_out"]))
+        if unknown.height:
+            raise InputSchemaError(
+                f"{path}: column 'split' has value {unknown['split'][0]!r}; use train, tuning or held_out"
+            )
+        log.info("meds: keeping the input's subject splits (%s)", path)
+        return splits
+
     def finalize_shard(self, df: pl.DataFrame) -> pl.DataFrame:
         """Recover ``hadm_id`` from admission/discharge events when the input had none."""
         if self.has_hadm:

@@ -201,7 +201,11 @@ def test_outputs_and_schema(tmp_path):
         "attrition.json",
         "cohort.yaml",
         "labels.parquet",
+        "meds_labels.parquet",
+        "splits.json",
     ]
+    assert json.loads((out / "splits.json").read_text())["source"] == "keyed_hash"
+    assert summary["split_source"] == "keyed_hash"
     table = pq.read_table(out / "labels.parquet")
     assert table.schema.names == list(LABEL_COLUMNS)
     for name, dtype in LABEL_COLUMNS.items():
@@ -461,7 +465,7 @@ def test_rerun_swaps_folder_and_keeps_foreign_files(tmp_path):
     build_cohort(cfg, events, out)  # deterministic rerun, folder swapped whole
     assert (out / "labels.parquet").read_bytes() == first
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["aces.yaml", "attrition.json", "cohort.yaml", "labels.parquet"]
+        ["aces.yaml", "attrition.json", "cohort.yaml", "labels.parquet", "meds_labels.parquet", "splits.json"]
     )
     shared = tmp_path / "shared"
     shared.mkdir()
