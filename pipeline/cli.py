@@ -207,6 +207,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 def _setup_logging(quiet: bool, verbose: bool) -> None:
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    # library warnings (scikit-learn, pandas, ...) become log records, printed above any progress bar
+    logging.captureWarnings(True)
     for noisy in ("mlflow", "alembic", "urllib3", "sentence_transformers", "httpx", "matplotlib", "filelock"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
@@ -234,8 +236,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from pipeline import commands
 
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
         handler = getattr(commands, f"cmd_{args.command}")
-        handler(args)
+        with logging_redirect_tqdm():  # log lines go above a running bar, never into it
+            handler(args)
     except UserError as exc:
         print(f"ehr-hcl {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2

@@ -240,21 +240,22 @@ def _write_shards(src, stager: _ShardStager, tmp: Path, progress: bool) -> dict:
     code_counts: dict[str, int] = {}
     n_events = n_adm = 0
     staged = sorted(stager.writers)
-    for k in tqdm(staged, desc="ingest shards", unit="shard", disable=not progress, leave=False):
-        path = tmp / "_staging" / f"{k}.parquet"
-        df = pl.read_parquet(path)
-        path.unlink()
-        df = src.finalize_shard(df).sort(["subject_id", "time"], nulls_last=False, maintain_order=True)
-        pq.write_table(df.to_arrow().cast(EVENTS_SCHEMA), data_dir / f"{k}.parquet", compression="zstd",
-                       row_group_size=1_000_000)  # fmt: skip
-        n_events += df.height
-        for c, n in df.group_by("code").len().iter_rows():
-            code_counts[c] = code_counts.get(c, 0) + n
-        admissions = df.filter(
-            pl.col("code").str.starts_with("HOSPITAL_ADMISSION") & pl.col("hadm_id").is_not_null()
-        )
-        n_adm += admissions["hadm_id"].n_unique()
-        del df
+    with tqdm(staged, desc="ingest shards", unit="shard", disable=not progress, leave=False) as bar:
+        for k in bar:
+            path = tmp / "_staging" / f"{k}.parquet"
+            df = pl.read_parquet(path)
+            path.unlink()
+            df = src.finalize_shard(df).sort(["subject_id", "time"], nulls_last=False, maintain_order=True)
+            pq.write_table(df.to_arrow().cast(EVENTS_SCHEMA), data_dir / f"{k}.parquet", compression="zstd",
+                           row_group_size=1_000_000)  # fmt: skip
+            n_events += df.height
+            for c, n in df.group_by("code").len().iter_rows():
+                code_counts[c] = code_counts.get(c, 0) + n
+            admissions = df.filter(
+                pl.col("code").str.starts_with("HOSPITAL_ADMISSION") & pl.col("hadm_id").is_not_null()
+            )
+            n_adm += admissions["hadm_id"].n_unique()
+            del df
     (tmp / "_staging").rmdir()
     families: dict[str, int] = {}
     for c, n in code_counts.items():

@@ -639,3 +639,45 @@ def test_case_count() -> None:
     n = len(CASES) + 2 * len(ROW_CASES) + 3
     print(f"\nbad-input cases: {n}")
     assert n >= 30
+
+
+def test_error_stands_alone_after_a_progress_bar(base: Path, tmp_path: Path) -> None:
+    """With progress bars on, a truncated labevents.csv.gz gives an error on its own line, no bar text on it."""
+    raw = copy_from(base, "raw", tmp_path)
+    path = raw / "hosp" / "labevents.csv.gz"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 3 // 4])  # the first 1 MiB blocks read fine, so a bar is drawn
+    (tmp_path / "small_blocks.yaml").write_text("ingest:\n  block_mb: 1\n")
+    # not --quiet: bars are drawn
+    proc = run_cli(["ingest", "--input", "raw", "--output", "out", "--params", "small_blocks.yaml"], tmp_path)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    error_lines = [ln for ln in proc.stderr.split("\n") if "error:" in ln]
+    assert len(error_lines) == 1, proc.stderr[-3000:]
+    # what a terminal shows of that line: the text after the last carriage return
+    shown = error_lines[0].split("\r")[-1]
+    assert shown.startswith("ehr-hcl ingest: error:") and "labevents" in shown, repr(error_lines[0])
+    assert "row/s" not in shown and "it/s" not in shown
+    assert "\x1b[A" not in error_lines[0]  # no cursor-up that would print it over the bar's line
+    assert "ingest hosp/labevents" in proc.stderr  # the bar was drawn (else this test proves nothing)
+    assert not (tmp_path / "out").exists()
+
+
+def test_library_warnings_go_through_the_logger() -> None:
+    """A warnings.warn inside a stage is printed as a log line (so tqdm can keep it off its bar)."""
+    import logging
+    import warnings
+
+    from pipeline.cli import _setup_logging
+
+    _setup_logging(quiet=False, verbose=False)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("py.warnings").addHandler(handler)
+    try:
+        warnings.warn("a library warning", UserWarning, stacklevel=1)
+    finally:
+        logging.getLogger("py.warnings").removeHandler(handler)
+        logging.captureWarnings(False)
+    assert any("a library warning" in r.getMessage() for r in records)

@@ -110,21 +110,22 @@ def _write_chunks(
     state = {"labevent_id": 1, "pharmacy_id": 1, "specimen_id": 1}
     n_chunks = -(-config.patients // config.chunk_patients)
     try:
-        for c in tqdm(range(n_chunks), desc="synth", unit="chunk", disable=not progress):
-            lo = c * config.chunk_patients
-            hi = min(config.patients, lo + config.chunk_patients)
-            tables, latent, adm_latent, truth = generate_chunk(config, model, c, lo, hi, state)
-            for name, df in tables.items():
-                writers.write(name, df)
-                counts[name] = counts.get(name, 0) + df.height
-            for file_name, df in (("latent", latent), ("admission_latent", adm_latent)):
-                tbl = df.to_arrow()
-                if file_name not in latent_writers:
-                    latent_writers[file_name] = pq.ParquetWriter(
-                        root / "truth" / f"{file_name}.parquet", tbl.schema, compression="zstd"
-                    )
-                latent_writers[file_name].write_table(tbl)
-            truth_frames.append(truth)
+        with tqdm(range(n_chunks), desc="synth", unit="chunk", disable=not progress) as bar:
+            for c in bar:
+                lo = c * config.chunk_patients
+                hi = min(config.patients, lo + config.chunk_patients)
+                tables, latent, adm_latent, truth = generate_chunk(config, model, c, lo, hi, state)
+                for name, df in tables.items():
+                    writers.write(name, df)
+                    counts[name] = counts.get(name, 0) + df.height
+                for file_name, df in (("latent", latent), ("admission_latent", adm_latent)):
+                    tbl = df.to_arrow()
+                    if file_name not in latent_writers:
+                        latent_writers[file_name] = pq.ParquetWriter(
+                            root / "truth" / f"{file_name}.parquet", tbl.schema, compression="zstd"
+                        )
+                    latent_writers[file_name].write_table(tbl)
+                truth_frames.append(truth)
         writers.write("hosp/d_labitems", _d_labitems())
     finally:
         writers.close()
