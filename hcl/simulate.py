@@ -67,7 +67,7 @@ class Simulation:
     signal: dict = field(default_factory=dict, repr=False)
 
     def loading_matrix(self) -> tuple[np.ndarray, list[tuple[str, int]]]:
-        """The full loading matrix W (sum d_m x sum r_S) and its column labels (structure, index)."""
+        """Return the full loading matrix W (sum d_m x sum r_S) and its column labels (structure, index)."""
         return assemble_W(self.loadings, self.modalities, self.structure, self._dims())
 
     def _dims(self) -> dict[str, int]:

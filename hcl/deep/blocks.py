@@ -220,7 +220,7 @@ class BlockModels:
         return out
 
     def blocks(self, names, xs, heads, observed: np.ndarray) -> dict[str, np.ndarray]:
-        """The blocks ``names``: private residuals, fused shared blocks, or combined heads.
+        """Return the blocks ``names``: private residuals, fused shared blocks, or combined heads.
 
         Parameters
         ----------
