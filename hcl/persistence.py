@@ -105,7 +105,9 @@ def save_folder(
             "params": to_jsonable(dict(params)),
             **to_jsonable(dict(state)),
         }
-        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        # keys in insertion order, not sorted: the order of modalities and structures in a dict is part
+        # of the model (it orders blocks, columns and design matrices)
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / ARRAYS_FILE))
         _replace_folder(tmp, path)
     except BaseException:

@@ -331,7 +331,7 @@ class _GroupLassoBase(HCLEstimator):
             "n_features_in": self.n_features_in_,
         }
         arrays = {"alphas": np.asarray(self.alphas_), "cv_loss": self.cv_loss_, "coef": np.asarray(self.coef_)}
-        arrays["intercept"] = np.asarray(self.intercept_, dtype=np.float64)
+        arrays["intercept"] = np.atleast_1d(np.asarray(self.intercept_, dtype=np.float64))
         for i, g in enumerate(self.groups_):
             arrays[f"coef_by_group.{i}"] = self.coef_by_group_[g]
             arrays[f"group_index.{i}"] = np.asarray(self._group_index[i])
@@ -529,7 +529,7 @@ class GroupLassoRegressor(RegressorMixin, _GroupLassoBase):
 
     def _set_state(self, state, arrays) -> None:
         super()._set_state(state, arrays)
-        self.intercept_ = float(arrays["intercept"])
+        self.intercept_ = float(arrays["intercept"][0])
 
     def predict(self, X) -> np.ndarray:
         """Predicted values.
