@@ -58,18 +58,31 @@ class _Standardised(TransformerMixin, HCLEstimator):
             out[m] = np.nan_to_num(z, nan=0.0)
         return out
 
+    @fit_context
+    def fit(self, X, y=None):
+        """Fit on ``X``.
+
+        Parameters
+        ----------
+        X : mapping of str to array (n, d_m)
+            One array per modality; a row of NaN means the modality is missing there.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self
+        """
+        self._fit(check_X(X, allow_nan_rows=True, min_rows=2))
+        return self
+
     def _check_transform(self, X) -> dict[str, np.ndarray]:
         self._check_fitted()
         return check_X(X, modalities=self.modalities_, dims=self.dims_, allow_nan_rows=True)
 
     @property
     def summary(self):
-        """One row per structure block: ``structure``, ``kind`` and ``dim``, as a pandas DataFrame.
-
-        Returns
-        -------
-        pandas.DataFrame
-        """
+        """pandas.DataFrame: one row per structure block, with ``structure``, ``kind`` and ``dim``."""
         self._check_fitted()
         import pandas as pd
 
@@ -109,39 +122,13 @@ class Concat(_Standardised):
     def _kind(self, s: str) -> str:
         return "concatenation"
 
-    @fit_context
-    def fit(self, X, y=None):
-        """Learn the per-column means and scales.
-
-        Parameters
-        ----------
-        X : mapping of str to array (n, d_m)
-            One array per modality; a row of NaN means the modality is missing there.
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self : Concat
-        """
-        X = check_X(X, allow_nan_rows=True, min_rows=2)
+    def _fit(self, X) -> None:
+        """Learn the per-column means and scales."""
         self._fit_scaler(X)
         self.structure_ = {"concat": int(sum(self.dims_.values()))}
-        return self
 
     def transform(self, X) -> dict[str, np.ndarray]:
-        """Standardise and concatenate the modalities.
-
-        Parameters
-        ----------
-        X : mapping of str to array (n, d_m)
-            The fitted modalities.
-
-        Returns
-        -------
-        dict
-            ``{"concat": array (n, sum d_m)}``.
-        """
+        """Return ``{"concat": array (n, sum d_m)}``, the standardised modalities of ``X`` side by side."""
         X = self._check_transform(X)
         Z = self._standardise(X)
         return {"concat": np.concatenate([Z[m] for m in self.modalities_], axis=1)}
@@ -171,22 +158,8 @@ class PCA(_Standardised):
     def _kind(self, s: str) -> str:
         return "pca"
 
-    @fit_context
-    def fit(self, X, y=None):
-        """Fit the components on the standardised concatenation.
-
-        Parameters
-        ----------
-        X : mapping of str to array (n, d_m)
-            One array per modality; a row of NaN means the modality is missing there.
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self : PCA
-        """
-        X = check_X(X, allow_nan_rows=True, min_rows=2)
+    def _fit(self, X) -> None:
+        """Fit the components on the standardised concatenation."""
         self._fit_scaler(X)
         Z = np.concatenate([self._standardise(X)[m] for m in self.modalities_], axis=1)
         if self.n_components > Z.shape[1]:
@@ -200,33 +173,16 @@ class PCA(_Standardised):
         self.components_ = vt[:k]
         self.explained_variance_ = s[:k] ** 2 / max(Z.shape[0] - 1, 1)
         self.structure_ = {"pca": k}
-        return self
 
     def transform(self, X) -> dict[str, np.ndarray]:
-        """Scores on the fitted components.
-
-        Parameters
-        ----------
-        X : mapping of str to array (n, d_m)
-            The fitted modalities.
-
-        Returns
-        -------
-        dict
-            ``{"pca": array (n, n_components)}``.
-        """
+        """Return ``{"pca": array (n, n_components)}``, the scores of ``X`` on the fitted components."""
         X = self._check_transform(X)
         Z = np.concatenate([self._standardise(X)[m] for m in self.modalities_], axis=1)
         return {"pca": (Z - self.center_) @ self.components_.T}
 
     @property
     def summary(self):
-        """One row, ``pca``: ``structure``, ``kind``, ``dim`` and ``explained_variance`` (summed).
-
-        Returns
-        -------
-        pandas.DataFrame
-        """
+        """pandas.DataFrame: one row, ``pca``, with ``structure``, ``kind``, ``dim``, ``explained_variance``."""
         frame = super().summary
         frame["explained_variance"] = float(self.explained_variance_.sum())
         return frame
@@ -290,22 +246,8 @@ class JIVE(_Standardised):
         r = min(r, len(s))
         return u[:, :r], s[:r], vt[:r]
 
-    @fit_context
-    def fit(self, X, y=None):
-        """Fit joint and individual structure.
-
-        Parameters
-        ----------
-        X : mapping of str to array (n, d_m)
-            At least two modalities; a row of NaN means the modality is missing there.
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self : JIVE
-        """
-        X = check_X(X, allow_nan_rows=True, min_rows=2)
+    def _fit(self, X) -> None:
+        """Fit joint and individual structure (at least two modalities)."""
         mods = list(X)
         if len(mods) < 2:
             raise ValidationError(f"JIVE needs at least 2 modalities, got {mods}")
@@ -359,7 +301,6 @@ class JIVE(_Standardised):
         glob = all_structures(mods)[0]
         self.structure_ = {glob: int(vj.shape[0])}
         self.structure_.update({m: int(v.shape[1]) for m, v in self.individual_loadings_.items()})
-        return self
 
     def transform(self, X) -> dict[str, np.ndarray]:
         """Joint and individual scores.

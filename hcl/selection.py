@@ -299,14 +299,10 @@ class _GroupLassoBase(HCLEstimator):
 
     @property
     def summary(self):
-        """One row per group (structure block), as a pandas DataFrame.
+        """pandas.DataFrame: one row per group (structure block).
 
         Columns: ``structure`` (the group), ``dim`` (its columns), ``coef_norm`` (L2 norm of its
         coefficients on the original scale) and ``selected``.
-
-        Returns
-        -------
-        pandas.DataFrame
         """
         self._check_fitted()
         import pandas as pd
@@ -444,48 +440,17 @@ class GroupLassoClassifier(ClassifierMixin, _GroupLassoBase):
         self.classes_ = arrays["classes"]
 
     def decision_function(self, X) -> np.ndarray:
-        """Linear predictor.
-
-        Parameters
-        ----------
-        X : dict of str to array (n, r) or array (n, p)
-            As at fit time.
-
-        Returns
-        -------
-        ndarray (n,)
-        """
+        """Return the linear predictor (n,) of ``X`` (blocks or matrix, as at fit time)."""
         return self._decision(X)
 
     def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities.
-
-        Parameters
-        ----------
-        X : dict of str to array (n, r) or array (n, p)
-            As at fit time.
-
-        Returns
-        -------
-        ndarray (n, 2)
-            Columns in the order of ``classes_``.
-        """
+        """Return class probabilities (n, 2), columns in the order of ``classes_``."""
         eta = self.decision_function(X)
         p1 = 1.0 / (1.0 + np.exp(-eta))
         return np.column_stack([1 - p1, p1])
 
     def predict(self, X) -> np.ndarray:
-        """Most probable class.
-
-        Parameters
-        ----------
-        X : dict of str to array (n, r) or array (n, p)
-            As at fit time.
-
-        Returns
-        -------
-        ndarray (n,)
-        """
+        """Return the most probable class (n,) of each row of ``X``."""
         eta = self.decision_function(X)
         return self.classes_[(eta > 0).astype(int)]
 
@@ -532,15 +497,5 @@ class GroupLassoRegressor(RegressorMixin, _GroupLassoBase):
         self.intercept_ = float(arrays["intercept"][0])
 
     def predict(self, X) -> np.ndarray:
-        """Predicted values.
-
-        Parameters
-        ----------
-        X : dict of str to array (n, r) or array (n, p)
-            As at fit time.
-
-        Returns
-        -------
-        ndarray (n,)
-        """
+        """Return the predicted values (n,) of ``X`` (blocks or matrix, as at fit time)."""
         return self._decision(X)

@@ -512,12 +512,7 @@ class HCL(TransformerMixin, HCLEstimator):
     # ------------------------------------------------------------------ summary
     @property
     def summary(self):
-        """One row per candidate structure, as a pandas DataFrame (see the class docstring).
-
-        Returns
-        -------
-        pandas.DataFrame
-        """
+        """pandas.DataFrame: one row per candidate structure (see the class docstring)."""
         self._check_fitted()
         import pandas as pd
 

@@ -47,12 +47,9 @@ class HCLObjective(nn.Module):
 
     Parameters
     ----------
-    modalities : list of str
-        Fitted modality order.
-    candidates : dict of str to int
-        Trained structures and their dimensions.
-    layout : dict of str to list of (str, int, int)
-        Per modality, the (structure, start, stop) slices of its head output.
+    modalities, candidates, layout
+        The fitted modality order (list of str), the trained structures with their dimensions (dict of
+        str to int) and, per modality, the (structure, start, stop) slices of its head output.
     loss : {"spectral", "infonce"}
     temperature : float
     decorrelation, nonlinear_decorrelation, decorrelation_upward, group_penalty, private_augment
