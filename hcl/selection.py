@@ -52,7 +52,10 @@ def _as_matrix(X, groups=None, fitted=None):
             idx.append(np.arange(off, off + a.shape[1]))
             off += a.shape[1]
     else:
-        M = np.asarray(X, dtype=float)
+        M = np.asarray(X)
+        if np.iscomplexobj(M):
+            raise ValidationError("Complex data not supported: X holds complex numbers; pass real-valued features")
+        M = np.asarray(M, dtype=float)
         if M.ndim != 2:
             raise ValidationError(f"X has shape {M.shape}; expected a matrix (n, p) or a dict of blocks")
         if fitted is not None:
@@ -397,13 +400,30 @@ class GroupLassoClassifier(ClassifierMixin, _GroupLassoBase):
 
     _kind = "logistic"
 
+    def __sklearn_tags__(self):
+        """Declare the classifier binary only (scikit-learn's estimator tags).
+
+        Returns
+        -------
+        sklearn.utils.Tags
+        """
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False
+        return tags
+
     def _prepare_y(self, y, n):
         y = np.asarray(y)
         if y.shape != (n,):
             raise ValidationError(f"y has shape {y.shape} but X has {n} rows; pass one label per row")
         classes = np.unique(y)
         if len(classes) != 2:
-            raise ValidationError(f"y must have exactly 2 classes, got {classes.tolist()[:10]}")
+            from sklearn.utils.multiclass import type_of_target
+
+            if type_of_target(y) == "continuous":
+                raise ValidationError("Unknown label type: continuous; y must have exactly 2 classes")
+            raise ValidationError(
+                f"y must have exactly 2 classes, got {classes.tolist()[:10]}. Only binary classification is supported."
+            )
         self.classes_ = classes
         return (y == classes[1]).astype(float)
 
