@@ -14,7 +14,21 @@ import numpy as np
 
 from hcl.exceptions import ValidationError
 
-__all__ = ["check_X", "check_modalities", "observed_rows"]
+__all__ = ["check_X", "check_modalities", "is_int", "observed_rows"]
+
+
+def is_int(v) -> bool:
+    """Return whether ``v`` is an integer (Python or numpy), not a bool.
+
+    Parameters
+    ----------
+    v : object
+
+    Returns
+    -------
+    bool
+    """
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 def _shape(a) -> str:

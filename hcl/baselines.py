@@ -23,17 +23,13 @@ from sklearn.base import TransformerMixin
 from sklearn.utils._param_validation import Interval
 
 from hcl._base import HCLEstimator, fit_context
-from hcl._validation import check_X
+from hcl._validation import check_X, is_int
 from hcl.deep import CLIP, SharedPrivate
 from hcl.exceptions import ConvergenceWarning, ValidationError
 from hcl.preprocessing import column_scale
 from hcl.structures import all_structures, kind
 
 __all__ = ["CLIP", "JIVE", "PCA", "Concat", "SharedPrivate"]
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 class _Standardised(TransformerMixin, HCLEstimator):
@@ -255,7 +251,7 @@ class JIVE(_Standardised):
         ranks = dict(ir) if isinstance(ir, dict) else {m: ir for m in mods}
         for m in mods:
             r = ranks.get(m)
-            if not _is_int(r) or r < 0:
+            if not is_int(r) or r < 0:
                 raise ValidationError(f"JIVE: individual_rank for modality {m!r} is {r!r}; use an int >= 0")
         self._fit_scaler(X)
         Z = self._standardise(X)

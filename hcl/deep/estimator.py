@@ -21,7 +21,7 @@ from sklearn.base import TransformerMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from hcl._base import HCLEstimator, fit_context
-from hcl._validation import check_X
+from hcl._validation import check_X, is_int
 from hcl.deep.blocks import BlockModels
 from hcl.exceptions import ValidationError
 from hcl.preprocessing import column_scale
@@ -33,10 +33,6 @@ logger = logging.getLogger(__name__)
 
 # Parameters that do not change the fitted result (left out of the checkpoint fingerprint).
 _NON_RESULT_PARAMS = {"verbose", "checkpoint_dir", "n_threads", "max_epochs", "device"}
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 def _positive_int():
@@ -250,8 +246,8 @@ class HCL(TransformerMixin, HCLEstimator):
     # ------------------------------------------------------------------ parameters
     def _hidden_widths(self) -> tuple[int, ...]:
         """``hidden`` as a tuple of positive ints (the constraints only check its type)."""
-        hidden = (self.hidden,) if _is_int(self.hidden) else self.hidden
-        if not all(_is_int(h) and h >= 1 for h in hidden):
+        hidden = (self.hidden,) if is_int(self.hidden) else self.hidden
+        if not all(is_int(h) and h >= 1 for h in hidden):
             raise ValidationError(
                 f"{type(self).__name__}: hidden={self.hidden!r} is invalid; use a positive int or a tuple "
                 "of positive ints"
@@ -271,7 +267,7 @@ class HCL(TransformerMixin, HCLEstimator):
                 raise ValidationError(f"structure names must be strings, got {name!r}")
             members = parse_structure(name, modalities)
             canon = "+".join(members)
-            if not _is_int(dim) or dim < 1:
+            if not is_int(dim) or dim < 1:
                 raise ValidationError(f"structure {name!r} has dimension {dim!r}; use a positive int")
             if canon in out:
                 raise ValidationError(f"structure {name!r} is listed twice")
@@ -281,7 +277,7 @@ class HCL(TransformerMixin, HCLEstimator):
 
     # ------------------------------------------------------------------ helpers
     def _seed(self) -> int:
-        if _is_int(self.random_state):
+        if is_int(self.random_state):
             return int(self.random_state) % (2**31 - 1)
         return int(np.random.default_rng(self.random_state).integers(0, 2**31 - 1))
 
@@ -578,7 +574,7 @@ class HCL(TransformerMixin, HCLEstimator):
             params["checkpoint_dir"] = str(params["checkpoint_dir"])
         if "random_state" in params:
             rs = params["random_state"]
-            params["random_state"] = int(rs) if _is_int(rs) else None
+            params["random_state"] = int(rs) if is_int(rs) else None
         if isinstance(params.get("hidden"), tuple):
             params["hidden"] = list(params["hidden"])
         return params
