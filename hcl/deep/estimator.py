@@ -344,22 +344,9 @@ class HCL(TransformerMixin, HCLEstimator):
 
     def _threads(self):
         """Context in which torch uses ``n_threads`` threads (restored afterwards)."""
-        from contextlib import contextmanager
+        from hcl.deep.training import torch_threads
 
-        import torch
-
-        @contextmanager
-        def threads():
-            old = torch.get_num_threads()
-            if self.n_threads is not None:
-                torch.set_num_threads(int(self.n_threads))
-            try:
-                yield
-            finally:
-                if self.n_threads is not None:
-                    torch.set_num_threads(old)
-
-        return threads()
+        return torch_threads(self.n_threads)
 
     # ------------------------------------------------------------------ fit
     @fit_context

@@ -14,6 +14,7 @@ import os
 import tempfile
 import warnings
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import torch
 
 from hcl.exceptions import ConvergenceWarning, ValidationError
 
-__all__ = ["CHECKPOINT_FILE", "TrainSettings", "TrainState", "train"]
+__all__ = ["CHECKPOINT_FILE", "TrainSettings", "TrainState", "torch_threads", "train"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,28 @@ class TrainState:
     bad_epochs: int = 0
     epoch: int = 0
     stopped: bool = False
+
+
+@contextmanager
+def torch_threads(n_threads: int | None):
+    """Let torch use ``n_threads`` threads inside the block (None: leave it), restoring the old number.
+
+    Parameters
+    ----------
+    n_threads : int or None
+
+    Yields
+    ------
+    None
+    """
+    old = torch.get_num_threads()
+    if n_threads is not None:
+        torch.set_num_threads(int(n_threads))
+    try:
+        yield
+    finally:
+        if n_threads is not None:
+            torch.set_num_threads(old)
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
