@@ -4,6 +4,10 @@ A standalone, scikit-learn-style library: a mapping ``{modality_name: array (n, 
 ``{structure_name: array (n, r_S)}`` out, where a structure is a set of modalities named like
 ``"codes+labs"``. It knows nothing of EHR, files, MLflow or DVC.
 
+Every estimator follows one contract (:mod:`hcl._base`): scikit-learn's ``BaseEstimator`` with
+``_parameter_constraints`` checked at ``fit``, ``save``/``load`` (:mod:`hcl.persistence`) and a
+``summary`` DataFrame with one row per structure block.
+
 Estimators are imported lazily so that ``import hcl`` stays cheap (torch is only loaded for ``HCL``).
 """
 

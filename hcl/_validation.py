@@ -14,7 +14,21 @@ import numpy as np
 
 from hcl.exceptions import ValidationError
 
-__all__ = ["check_X", "check_modalities", "observed_rows"]
+__all__ = ["check_X", "check_modalities", "is_int", "observed_rows"]
+
+
+def is_int(v) -> bool:
+    """Return whether ``v`` is an integer (Python or numpy), not a bool.
+
+    Parameters
+    ----------
+    v : object
+
+    Returns
+    -------
+    bool
+    """
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 def _shape(a) -> str:
@@ -51,67 +65,14 @@ def check_X(
     -------
     dict of str to ndarray of shape (n, d_m), dtype float64
     """
-    if not isinstance(X, Mapping):
-        raise ValidationError(
-            f"X must be a mapping {{modality_name: array (n, d)}}, got {type(X).__name__}; "
-            "pass e.g. {'codes': A, 'labs': B}"
-        )
-    if len(X) == 0:
-        raise ValidationError("X is an empty mapping; pass at least one modality {name: array (n, d)}")
-    keys = list(X.keys())
-    for k in keys:
-        if not isinstance(k, str) or not k:
-            raise ValidationError(f"modality names must be non-empty strings, got {k!r}")
-        if "+" in k:
-            raise ValidationError(
-                f"modality name {k!r} contains '+', which joins modality names in structures"
-            )
-    if modalities is not None:
-        modalities = list(modalities)
-        missing = [m for m in modalities if m not in X]
-        extra = [k for k in keys if k not in modalities]
-        if missing or extra:
-            raise ValidationError(
-                f"X has modalities {keys} but the model was fitted on {modalities}"
-                + (f"; missing {missing}" if missing else "")
-                + (f"; unknown {extra}" if extra else "")
-                + "; pass exactly the fitted modalities (a wholly missing modality: rows of NaN)"
-            )
-        order = modalities
-    else:
-        order = keys
-    if dims is not None and not isinstance(dims, Mapping):
-        dims = list(dims)
-        if len(dims) != len(order):
-            raise ValidationError(
-                f"dims has {len(dims)} entries but there are {len(order)} modalities {order}"
-            )
-        dims = dict(zip(order, dims, strict=True))
-
+    order = _modality_order(X, modalities)
+    dims = _dims_by_name(dims, order)
     out: dict[str, np.ndarray] = {}
     n_rows = None
     first = None
     for m in order:
-        raw = X[m]
-        try:
-            a = np.asarray(raw, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ValidationError(
-                f"modality {m!r} (type {type(raw).__name__}) cannot be converted to a float array: {exc}"
-            ) from None
-        if a.ndim != 2:
-            raise ValidationError(
-                f"modality {m!r} has shape ({_shape(a)}), expected a 2-D array (n, d); "
-                "reshape a single feature with a[:, None]"
-            )
+        a = _as_float_matrix(m, X[m], dims)
         n, d = a.shape
-        if d == 0:
-            raise ValidationError(f"modality {m!r} has shape ({n}x{d}): no columns")
-        if dims is not None and m in dims and int(dims[m]) != d:
-            raise ValidationError(
-                f"modality {m!r} has shape ({n}x{d}) but the model expects {int(dims[m])} columns; "
-                "pass the same features as at fit time"
-            )
         if n_rows is None:
             n_rows, first = n, m
         elif n != n_rows:
@@ -119,27 +80,7 @@ def check_X(
                 f"modality {m!r} has {n} rows (shape {n}x{d}) but {first!r} has {n_rows}; "
                 "rows must be aligned across modalities"
             )
-        if np.isinf(a).any():
-            row = int(np.where(np.isinf(a).any(axis=1))[0][0])
-            raise ValidationError(
-                f"modality {m!r} (shape {n}x{d}) contains infinite values (first at row {row}); "
-                "remove or clip them"
-            )
-        nan = np.isnan(a)
-        if nan.any():
-            row_any = nan.any(axis=1)
-            if not allow_nan_rows:
-                raise ValidationError(
-                    f"modality {m!r} (shape {n}x{d}) contains NaN in {int(row_any.sum())} rows "
-                    f"(first at row {int(np.argmax(row_any))}); impute them or drop those rows"
-                )
-            partial = row_any & ~nan.all(axis=1)
-            if partial.any():
-                raise ValidationError(
-                    f"modality {m!r} (shape {n}x{d}) has {int(partial.sum())} rows partly NaN (first at row "
-                    f"{int(np.argmax(partial))}); a missing modality must be a whole row of NaN, "
-                    "impute single missing values"
-                )
+        _check_values(m, a, allow_nan_rows)
         out[m] = np.ascontiguousarray(a)
     if n_rows < min_rows:
         raise ValidationError(
@@ -156,6 +97,98 @@ def check_X(
                 f"modality among {order}; drop them"
             )
     return out
+
+
+def _modality_order(X, modalities) -> list[str]:
+    """Check the mapping and its keys; returns the modality order (``modalities`` if given)."""
+    if not isinstance(X, Mapping):
+        raise ValidationError(
+            f"X must be a mapping {{modality_name: array (n, d)}}, got {type(X).__name__}; "
+            "pass e.g. {'codes': A, 'labs': B}"
+        )
+    if len(X) == 0:
+        raise ValidationError("X is an empty mapping; pass at least one modality {name: array (n, d)}")
+    keys = list(X.keys())
+    for k in keys:
+        if not isinstance(k, str) or not k:
+            raise ValidationError(f"modality names must be non-empty strings, got {k!r}")
+        if "+" in k:
+            raise ValidationError(
+                f"modality name {k!r} contains '+', which joins modality names in structures"
+            )
+    if modalities is None:
+        return keys
+    modalities = list(modalities)
+    missing = [m for m in modalities if m not in X]
+    extra = [k for k in keys if k not in modalities]
+    if missing or extra:
+        raise ValidationError(
+            f"X has modalities {keys} but the model was fitted on {modalities}"
+            + (f"; missing {missing}" if missing else "")
+            + (f"; unknown {extra}" if extra else "")
+            + "; pass exactly the fitted modalities (a wholly missing modality: rows of NaN)"
+        )
+    return modalities
+
+
+def _dims_by_name(dims, order):
+    """``dims`` as a mapping modality -> columns (a sequence follows ``order``)."""
+    if dims is None or isinstance(dims, Mapping):
+        return dims
+    dims = list(dims)
+    if len(dims) != len(order):
+        raise ValidationError(f"dims has {len(dims)} entries but there are {len(order)} modalities {order}")
+    return dict(zip(order, dims, strict=True))
+
+
+def _as_float_matrix(m: str, raw, dims) -> np.ndarray:
+    """Modality ``m`` as a 2-D float64 array with at least one column (and ``dims[m]`` if given)."""
+    try:
+        a = np.asarray(raw, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(
+            f"modality {m!r} (type {type(raw).__name__}) cannot be converted to a float array: {exc}"
+        ) from None
+    if a.ndim != 2:
+        raise ValidationError(
+            f"modality {m!r} has shape ({_shape(a)}), expected a 2-D array (n, d); "
+            "reshape a single feature with a[:, None]"
+        )
+    n, d = a.shape
+    if d == 0:
+        raise ValidationError(f"modality {m!r} has shape ({n}x{d}): no columns")
+    if dims is not None and m in dims and int(dims[m]) != d:
+        raise ValidationError(
+            f"modality {m!r} has shape ({n}x{d}) but the model expects {int(dims[m])} columns; "
+            "pass the same features as at fit time"
+        )
+    return a
+
+
+def _check_values(m: str, a: np.ndarray, allow_nan_rows: bool) -> None:
+    """No infinities; NaN only as whole rows (a missing modality) and only if ``allow_nan_rows``."""
+    n, d = a.shape
+    if np.isinf(a).any():
+        row = int(np.where(np.isinf(a).any(axis=1))[0][0])
+        raise ValidationError(
+            f"modality {m!r} (shape {n}x{d}) contains infinite values (first at row {row}); remove or clip them"
+        )
+    nan = np.isnan(a)
+    if not nan.any():
+        return
+    row_any = nan.any(axis=1)
+    if not allow_nan_rows:
+        raise ValidationError(
+            f"modality {m!r} (shape {n}x{d}) contains NaN in {int(row_any.sum())} rows "
+            f"(first at row {int(np.argmax(row_any))}); impute them or drop those rows"
+        )
+    partial = row_any & ~nan.all(axis=1)
+    if partial.any():
+        raise ValidationError(
+            f"modality {m!r} (shape {n}x{d}) has {int(partial.sum())} rows partly NaN (first at row "
+            f"{int(np.argmax(partial))}); a missing modality must be a whole row of NaN, "
+            "impute single missing values"
+        )
 
 
 def check_modalities(X, fitted_modalities=None, fitted_dims=None, **kwargs) -> dict[str, np.ndarray]:

@@ -3,9 +3,10 @@
 * :class:`Concat` -- standardised concatenation, one block ``"concat"``.
 * :class:`PCA` -- principal components of the standardised concatenation, one block ``"pca"``.
 * :class:`CLIP` -- InfoNCE over every modality pair, one shared block (named like the global structure),
-  on the same backbone and training loop as :class:`~hcl.deep.HCL`.
+  on the same backbone and training loop as :class:`~hcl.deep.HCL` (a preset of it, defined in
+  :mod:`hcl.deep.presets` and re-exported here).
 * :class:`SharedPrivate` -- deep HCL restricted to the global and the private structures (the binary
-  shared/private view that HCL argues against).
+  shared/private view that HCL argues against; also a preset).
 * :class:`JIVE` -- linear joint (global) + individual (private) structure by iterated SVDs.
 
 Missing modalities are rows of NaN: the linear methods impute zeros after standardisation (the mean),
@@ -15,24 +16,26 @@ the deep ones average the available encoders.
 from __future__ import annotations
 
 import warnings
+from numbers import Integral, Real
 
 import numpy as np
+from sklearn.base import TransformerMixin
+from sklearn.utils._param_validation import Interval
 
-from hcl._validation import check_X
-from hcl.deep import HCL, _is_int, _ParamsMixin
-from hcl.exceptions import ConvergenceWarning, NotFittedError, ValidationError
+from hcl._base import HCLEstimator, fit_context
+from hcl._validation import check_X, is_int
+from hcl.deep import CLIP, SharedPrivate
+from hcl.exceptions import ConvergenceWarning, ValidationError
 from hcl.preprocessing import column_scale
-from hcl.structures import all_structures
+from hcl.structures import all_structures, kind
 
 __all__ = ["CLIP", "JIVE", "PCA", "Concat", "SharedPrivate"]
 
 
-class _Standardised(_ParamsMixin):
+class _Standardised(TransformerMixin, HCLEstimator):
     """Per-modality standardisation on observed rows; missing rows become zeros."""
 
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "modalities_"):
-            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(X) first")
+    _fitted_attribute = "structure_"
 
     def _fit_scaler(self, X: dict[str, np.ndarray]) -> None:
         self.modalities_ = list(X)
@@ -51,13 +54,53 @@ class _Standardised(_ParamsMixin):
             out[m] = np.nan_to_num(z, nan=0.0)
         return out
 
+    @fit_context
+    def fit(self, X, y=None):
+        """Fit on ``X``.
+
+        Parameters
+        ----------
+        X : mapping of str to array (n, d_m)
+            One array per modality; a row of NaN means the modality is missing there.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self
+        """
+        self._fit(check_X(X, allow_nan_rows=True, min_rows=2))
+        return self
+
     def _check_transform(self, X) -> dict[str, np.ndarray]:
         self._check_fitted()
         return check_X(X, modalities=self.modalities_, dims=self.dims_, allow_nan_rows=True)
 
-    def fit_transform(self, X, y=None) -> dict[str, np.ndarray]:
-        """``fit(X)`` then ``transform(X)``."""
-        return self.fit(X).transform(X)
+    @property
+    def summary(self):
+        """pandas.DataFrame: one row per structure block, with ``structure``, ``kind`` and ``dim``."""
+        self._check_fitted()
+        import pandas as pd
+
+        rows = [{"structure": s, "kind": self._kind(s), "dim": int(d)} for s, d in self.structure_.items()]
+        return pd.DataFrame(rows, columns=["structure", "kind", "dim"])
+
+    def _kind(self, s: str) -> str:
+        return kind(s, self.modalities_)
+
+    def _get_state(self):
+        state = {"modalities": self.modalities_, "dims": self.dims_, "structure": self.structure_}
+        arrays = {}
+        for m in self.modalities_:
+            arrays[f"mean.{m}"], arrays[f"scale.{m}"] = self.mean_[m], self.scale_[m]
+        return state, arrays
+
+    def _set_state(self, state, arrays) -> None:
+        self.modalities_ = list(state["modalities"])
+        self.dims_ = {m: int(d) for m, d in state["dims"].items()}
+        self.structure_ = {s: int(d) for s, d in state["structure"].items()}
+        self.mean_ = {m: arrays[f"mean.{m}"] for m in self.modalities_}
+        self.scale_ = {m: arrays[f"scale.{m}"] for m in self.modalities_}
 
 
 class Concat(_Standardised):
@@ -67,18 +110,21 @@ class Concat(_Standardised):
     contributes zeros (its mean).
     """
 
+    _parameter_constraints: dict = {}
+
     def __init__(self):
         pass
 
-    def fit(self, X, y=None):
-        """Learn the per-column means and scales. Returns self."""
-        X = check_X(X, allow_nan_rows=True, min_rows=2)
+    def _kind(self, s: str) -> str:
+        return "concatenation"
+
+    def _fit(self, X) -> None:
+        """Learn the per-column means and scales."""
         self._fit_scaler(X)
         self.structure_ = {"concat": int(sum(self.dims_.values()))}
-        return self
 
     def transform(self, X) -> dict[str, np.ndarray]:
-        """``{"concat": array (n, sum d_m)}``."""
+        """Return ``{"concat": array (n, sum d_m)}``, the standardised modalities of ``X`` side by side."""
         X = self._check_transform(X)
         Z = self._standardise(X)
         return {"concat": np.concatenate([Z[m] for m in self.modalities_], axis=1)}
@@ -90,16 +136,26 @@ class PCA(_Standardised):
     Parameters
     ----------
     n_components : int, default 16
+        Number of components; at most the number of concatenated features.
+
+    Attributes
+    ----------
+    components_ : ndarray (n_components, sum d_m)
+    explained_variance_ : ndarray (n_components,)
+    structure_ : dict
+        ``{"pca": n_components}``.
     """
+
+    _parameter_constraints: dict = {"n_components": [Interval(Integral, 1, None, closed="left")]}
 
     def __init__(self, n_components=16):
         self.n_components = n_components
 
-    def fit(self, X, y=None):
-        """Fit the components on the standardised concatenation. Returns self."""
-        X = check_X(X, allow_nan_rows=True, min_rows=2)
-        if not _is_int(self.n_components) or self.n_components < 1:
-            raise ValidationError(f"PCA: n_components={self.n_components!r} is invalid; use a positive int")
+    def _kind(self, s: str) -> str:
+        return "pca"
+
+    def _fit(self, X) -> None:
+        """Fit the components on the standardised concatenation."""
         self._fit_scaler(X)
         Z = np.concatenate([self._standardise(X)[m] for m in self.modalities_], axis=1)
         if self.n_components > Z.shape[1]:
@@ -113,132 +169,32 @@ class PCA(_Standardised):
         self.components_ = vt[:k]
         self.explained_variance_ = s[:k] ** 2 / max(Z.shape[0] - 1, 1)
         self.structure_ = {"pca": k}
-        return self
 
     def transform(self, X) -> dict[str, np.ndarray]:
-        """``{"pca": array (n, n_components)}``: scores on the fitted components."""
+        """Return ``{"pca": array (n, n_components)}``, the scores of ``X`` on the fitted components."""
         X = self._check_transform(X)
         Z = np.concatenate([self._standardise(X)[m] for m in self.modalities_], axis=1)
         return {"pca": (Z - self.center_) @ self.components_.T}
 
+    @property
+    def summary(self):
+        """pandas.DataFrame: one row, ``pca``, with ``structure``, ``kind``, ``dim``, ``explained_variance``."""
+        frame = super().summary
+        frame["explained_variance"] = float(self.explained_variance_.sum())
+        return frame
 
-class CLIP(HCL):
-    """CLIP-style baseline: one shared block trained with InfoNCE over every modality pair.
+    def _get_state(self):
+        state, arrays = super()._get_state()
+        arrays.update(
+            center=self.center_, components=self.components_, explained_variance=self.explained_variance_
+        )
+        return state, arrays
 
-    The same per-modality backbone, heads, training loop, early stopping, checkpoints and persistence as
-    :class:`~hcl.deep.HCL`, with only the global structure, no decorrelation and no group penalty. The
-    block is named like the global structure (``"a+b+c"``).
-    """
-
-    structures = "global"
-    loss = "infonce"
-    decorrelation = 0.0
-    nonlinear_decorrelation = 0
-    decorrelation_upward = 0.0
-    strict_missing = False
-    group_penalty = 0.0
-    private_augment = 0.2
-    prune_threshold = 0.0
-    fusion = "mean"  # CLIP averages its encoders' embeddings
-    private = "contrastive"  # no private structures; unused
-
-    def __init__(
-        self,
-        embedding_dim=8,
-        hidden=(64,),
-        temperature=0.1,
-        max_epochs=200,
-        batch_size=512,
-        lr=3e-3,
-        validation_fraction=0.1,
-        patience=10,
-        random_state=None,
-        device="cpu",
-        verbose=True,
-        checkpoint_dir=None,
-        n_threads=None,
-    ):
-        self.embedding_dim = embedding_dim
-        self.hidden = hidden
-        self.temperature = temperature
-        self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.validation_fraction = validation_fraction
-        self.patience = patience
-        self.random_state = random_state
-        self.device = device
-        self.verbose = verbose
-        self.checkpoint_dir = checkpoint_dir
-        self.n_threads = n_threads
-
-    def _resolve_structures(self, modalities):
-        if len(modalities) < 2:
-            raise ValidationError(f"CLIP needs at least 2 modalities, got {modalities}")
-        return {all_structures(modalities)[0]: int(self.embedding_dim)}
-
-
-class SharedPrivate(HCL):
-    """Deep HCL restricted to the global structure and the private ones (no partially shared blocks).
-
-    Takes every parameter of :class:`~hcl.deep.HCL` except ``structures``.
-    """
-
-    structures = "global+private"
-    strict_missing = True  # no partially shared candidates, so it changes nothing
-
-    def __init__(
-        self,
-        embedding_dim=8,
-        hidden=(64,),
-        loss="spectral",
-        temperature=0.1,
-        decorrelation=1.0,
-        nonlinear_decorrelation=64,
-        decorrelation_upward=0.5,
-        group_penalty=1e-3,
-        private_augment=0.2,
-        max_epochs=200,
-        batch_size=512,
-        lr=3e-3,
-        validation_fraction=0.1,
-        patience=10,
-        prune_threshold=0.0,
-        fusion="factor",
-        private="residual",
-        random_state=None,
-        device="cpu",
-        verbose=True,
-        checkpoint_dir=None,
-        n_threads=None,
-    ):
-        self.embedding_dim = embedding_dim
-        self.hidden = hidden
-        self.loss = loss
-        self.temperature = temperature
-        self.decorrelation = decorrelation
-        self.nonlinear_decorrelation = nonlinear_decorrelation
-        self.decorrelation_upward = decorrelation_upward
-        self.group_penalty = group_penalty
-        self.private_augment = private_augment
-        self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.validation_fraction = validation_fraction
-        self.patience = patience
-        self.prune_threshold = prune_threshold
-        self.fusion = fusion
-        self.private = private
-        self.random_state = random_state
-        self.device = device
-        self.verbose = verbose
-        self.checkpoint_dir = checkpoint_dir
-        self.n_threads = n_threads
-
-    def _resolve_structures(self, modalities):
-        names = all_structures(modalities)
-        keep = [names[0]] + [s for s in names if "+" not in s]
-        return {s: int(self.embedding_dim) for s in keep}
+    def _set_state(self, state, arrays) -> None:
+        super()._set_state(state, arrays)
+        self.center_ = arrays["center"]
+        self.components_ = arrays["components"]
+        self.explained_variance_ = arrays["explained_variance"]
 
 
 class JIVE(_Standardised):
@@ -252,8 +208,11 @@ class JIVE(_Standardised):
     Parameters
     ----------
     joint_rank : int, default 4
+        Rank of the joint (global) part.
     individual_rank : int or dict of str to int, default 4
+        Rank of each modality's individual part (0: none).
     max_iter : int, default 100
+        Most alternations.
     tol : float, default 1e-6
         Relative change of the fitted signal at which the iteration stops.
 
@@ -263,6 +222,13 @@ class JIVE(_Standardised):
         The global structure and each modality's private structure with their ranks.
     n_iter_ : int
     """
+
+    _parameter_constraints: dict = {
+        "joint_rank": [Interval(Integral, 1, None, closed="left")],
+        "individual_rank": [Interval(Integral, 0, None, closed="left"), dict],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+    }
 
     def __init__(self, joint_rank=4, individual_rank=4, max_iter=100, tol=1e-6):
         self.joint_rank = joint_rank
@@ -276,22 +242,17 @@ class JIVE(_Standardised):
         r = min(r, len(s))
         return u[:, :r], s[:r], vt[:r]
 
-    def fit(self, X, y=None):
-        """Fit joint and individual structure. Returns self."""
-        X = check_X(X, allow_nan_rows=True, min_rows=2)
+    def _fit(self, X) -> None:
+        """Fit joint and individual structure (at least two modalities)."""
         mods = list(X)
         if len(mods) < 2:
             raise ValidationError(f"JIVE needs at least 2 modalities, got {mods}")
-        if not _is_int(self.joint_rank) or self.joint_rank < 1:
-            raise ValidationError(f"JIVE: joint_rank={self.joint_rank!r} is invalid; use a positive int")
         ir = self.individual_rank
         ranks = dict(ir) if isinstance(ir, dict) else {m: ir for m in mods}
         for m in mods:
             r = ranks.get(m)
-            if not _is_int(r) or r < 0:
+            if not is_int(r) or r < 0:
                 raise ValidationError(f"JIVE: individual_rank for modality {m!r} is {r!r}; use an int >= 0")
-        if not _is_int(self.max_iter) or self.max_iter < 1:
-            raise ValidationError(f"JIVE: max_iter={self.max_iter!r} is invalid; use a positive int")
         self._fit_scaler(X)
         Z = self._standardise(X)
         self.block_scale_ = {m: float(np.linalg.norm(Z[m])) or 1.0 for m in mods}
@@ -336,10 +297,20 @@ class JIVE(_Standardised):
         glob = all_structures(mods)[0]
         self.structure_ = {glob: int(vj.shape[0])}
         self.structure_.update({m: int(v.shape[1]) for m, v in self.individual_loadings_.items()})
-        return self
 
     def transform(self, X) -> dict[str, np.ndarray]:
-        """Joint scores ``{global: (n, r_J)}`` and individual scores ``{m: (n, r_m)}``."""
+        """Joint and individual scores.
+
+        Parameters
+        ----------
+        X : mapping of str to array (n, d_m)
+            The fitted modalities.
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``{global: (n, r_J)}`` and, per modality with an individual part, ``{m: (n, r_m)}``.
+        """
         X = self._check_transform(X)
         Z = self._standardise(X)
         mods = self.modalities_
@@ -353,3 +324,23 @@ class JIVE(_Standardised):
                 res = Zs[k] - J[:, self._cols[k] : self._cols[k + 1]]
                 out[m] = res @ self.individual_loadings_[m]
         return out
+
+    def _get_state(self):
+        state, arrays = super()._get_state()
+        state.update(block_scale=self.block_scale_, n_iter=self.n_iter_)
+        arrays.update(joint_loadings=self.joint_loadings_, cols=np.asarray(self._cols))
+        for m, v in self.individual_loadings_.items():
+            arrays[f"individual_loadings.{m}"] = v
+        return state, arrays
+
+    def _set_state(self, state, arrays) -> None:
+        super()._set_state(state, arrays)
+        self.block_scale_ = {m: float(v) for m, v in state["block_scale"].items()}
+        self.n_iter_ = int(state["n_iter"])
+        self.joint_loadings_ = arrays["joint_loadings"]
+        self._cols = arrays["cols"]
+        self.individual_loadings_ = {
+            m: arrays[f"individual_loadings.{m}"]
+            for m in self.modalities_
+            if f"individual_loadings.{m}" in arrays
+        }

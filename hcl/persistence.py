@@ -2,9 +2,9 @@
 
 A saved estimator is a folder holding
 
-- ``config.json``: the format version, the class name, ``get_params()`` and the JSON-able learned state
-  (structure ranks, modality names, histories, summary rows);
-- ``arrays.safetensors``: every learned array, by name (float64 stays float64).
+- ``config.json``: the format version, the class name, ``get_params()`` under ``params`` and, beside them
+  at the top level, the JSON-able learned state (structure ranks, modality names, histories, summary rows);
+- ``weights.safetensors``: every learned array, by name (float64 stays float64).
 
 Nothing is ever unpickled on load. The folder is written under a temporary name and renamed, so a crash
 never leaves half a model that a later load would trust.
@@ -30,8 +30,10 @@ from hcl.exceptions import NotFittedError, ValidationError
 __all__ = ["CONFIG_FILE", "ARRAYS_FILE", "FORMAT_VERSION", "PersistenceMixin", "save_folder", "load_folder"]
 
 CONFIG_FILE = "config.json"
-ARRAYS_FILE = "arrays.safetensors"
+ARRAYS_FILE = "weights.safetensors"
 FORMAT_VERSION = 2
+#: top-level keys of ``config.json`` that are not learned state
+_RESERVED = ("format_version", "class", "params")
 
 
 def to_jsonable(value: Any) -> Any:
@@ -78,7 +80,8 @@ def save_folder(
     params : mapping
         Constructor parameters (``get_params()``); must be JSON-able after :func:`to_jsonable`.
     state : mapping
-        Learned, JSON-able attributes.
+        Learned, JSON-able attributes, written at the top level of ``config.json`` (their names must not
+        be ``format_version``, ``class`` or ``params``).
     arrays : mapping of str to ndarray
         Learned arrays, saved in their own dtype.
 
@@ -89,6 +92,9 @@ def save_folder(
     """
     from safetensors.numpy import save_file
 
+    clash = [k for k in state if k in _RESERVED]
+    if clash:
+        raise ValueError(f"{estimator_class}: learned state may not use the reserved names {clash}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
@@ -97,9 +103,11 @@ def save_folder(
             "format_version": FORMAT_VERSION,
             "class": estimator_class,
             "params": to_jsonable(dict(params)),
-            "state": to_jsonable(dict(state)),
+            **to_jsonable(dict(state)),
         }
-        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        # keys in insertion order, not sorted: the order of modalities and structures in a dict is part
+        # of the model (it orders blocks, columns and design matrices)
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / ARRAYS_FILE))
         _replace_folder(tmp, path)
     except BaseException:
@@ -152,7 +160,8 @@ def load_folder(
             f"{config_file}: holds a {config.get('class')!r}, not a {estimator_class!r}; "
             f"load it with hcl.{config.get('class')}.load()"
         )
-    return dict(config["params"]), dict(config["state"]), dict(load_file(str(arrays_file)))
+    state = {k: v for k, v in config.items() if k not in _RESERVED}
+    return dict(config["params"]), state, dict(load_file(str(arrays_file)))
 
 
 class PersistenceMixin:
@@ -160,7 +169,9 @@ class PersistenceMixin:
 
     ``_get_state()`` returns ``(state, arrays)``: JSON-able learned attributes and a flat mapping of
     learned arrays. ``_set_state(state, arrays)`` restores them on a freshly constructed estimator.
-    ``_params_from_json(params)`` may turn JSON lists back into tuples where a parameter needs one.
+    ``_params_to_json(params)`` may turn a parameter that JSON cannot hold into one it can (a random
+    generator into ``None``), and ``_params_from_json(params)`` may turn JSON lists back into tuples where
+    a parameter needs one.
     """
 
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:  # pragma: no cover - abstract
@@ -169,12 +180,15 @@ class PersistenceMixin:
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:  # pragma: no cover
         raise NotImplementedError
 
+    def _params_to_json(self, params: dict[str, Any]) -> dict[str, Any]:
+        return params
+
     @classmethod
     def _params_from_json(cls, params: dict[str, Any]) -> dict[str, Any]:
         return params
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the fitted estimator to folder ``path`` (``config.json`` + ``arrays.safetensors``).
+        """Write the fitted estimator to folder ``path`` (``config.json`` + ``weights.safetensors``).
 
         Parameters
         ----------
@@ -191,7 +205,8 @@ class PersistenceMixin:
             raise NotFittedError(f"{type(self).__name__} has no _check_fitted(); it cannot be saved")
         check()
         state, arrays = self._get_state()
-        return save_folder(path, type(self).__name__, self.get_params(deep=False), state, arrays)
+        params = self._params_to_json(self.get_params(deep=False))
+        return save_folder(path, type(self).__name__, params, state, arrays)
 
     @classmethod
     def load(cls, path: str | os.PathLike):

@@ -8,11 +8,14 @@ cross-validation on the training rows only; the solver is FISTA with block soft-
 from __future__ import annotations
 
 from collections.abc import Mapping
+from numbers import Integral, Real
 
 import numpy as np
 from scipy.special import expit
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.base import ClassifierMixin, RegressorMixin
+from sklearn.utils._param_validation import Interval, StrOptions
 
+from hcl._base import HCLEstimator, fit_context
 from hcl.exceptions import ConvergenceWarning, NotFittedError, ValidationError
 from hcl.preprocessing import column_scale
 
@@ -49,7 +52,10 @@ def _as_matrix(X, groups=None, fitted=None):
             idx.append(np.arange(off, off + a.shape[1]))
             off += a.shape[1]
     else:
-        M = np.asarray(X, dtype=float)
+        M = np.asarray(X)
+        if np.iscomplexobj(M):
+            raise ValidationError("Complex data not supported: X holds complex numbers; pass real-valued features")
+        M = np.asarray(M, dtype=float)
         if M.ndim != 2:
             raise ValidationError(f"X has shape {M.shape}; expected a matrix (n, p) or a dict of blocks")
         if fitted is not None:
@@ -126,8 +132,21 @@ def _fista(kind, X, y, idx, weights, alpha, beta, b, L, max_iter, tol):
     return beta, b, max_iter, False
 
 
-class _GroupLassoBase(BaseEstimator):
+class _GroupLassoBase(HCLEstimator):
     _kind = "linear"
+    _fitted_attribute = "coef_by_group_"
+    _parameter_constraints: dict = {
+        "alphas": ["array-like", None],
+        "n_alphas": [Interval(Integral, 1, None, closed="left")],
+        "alpha_min_ratio": [Interval(Real, 0, 1, closed="neither")],
+        "cv": [Interval(Integral, 2, None, closed="left")],
+        "selection_rule": [StrOptions({"min", "1se"})],
+        "adaptive": ["boolean"],
+        "standardize": ["boolean"],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "random_state": ["random_state"],
+    }
 
     def __init__(
         self,
@@ -154,12 +173,7 @@ class _GroupLassoBase(BaseEstimator):
         self.random_state = random_state
 
     def _check_params(self):
-        if self.selection_rule not in ("min", "1se"):
-            raise ValidationError(f"selection_rule must be 'min' or '1se', got {self.selection_rule!r}")
-        if isinstance(self.cv, bool) or not isinstance(self.cv, (int, np.integer)) or self.cv < 2:
-            raise ValidationError(f"cv must be an int >= 2, got {self.cv!r}")
-        if not (0 < self.alpha_min_ratio < 1):
-            raise ValidationError(f"alpha_min_ratio must be in (0, 1), got {self.alpha_min_ratio!r}")
+        """Check what the constraints cannot say: the penalties form a 1-D non-negative sequence."""
         if self.alphas is not None and (np.ndim(self.alphas) != 1 or np.any(np.asarray(self.alphas) < 0)):
             raise ValidationError("alphas must be a 1-D sequence of non-negative penalties")
 
@@ -282,9 +296,60 @@ class _GroupLassoBase(BaseEstimator):
         self.n_features_in_ = M.shape[1]
         return coef
 
-    def _decision(self, X):
-        if not hasattr(self, "coef_by_group_"):
+    def _check_fitted(self) -> None:
+        if not self.__sklearn_is_fitted__():
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(X, y) first")
+
+    @property
+    def summary(self):
+        """pandas.DataFrame: one row per group (structure block).
+
+        Columns: ``structure`` (the group), ``dim`` (its columns), ``coef_norm`` (L2 norm of its
+        coefficients on the original scale) and ``selected``.
+        """
+        self._check_fitted()
+        import pandas as pd
+
+        rows = [
+            {
+                "structure": g,
+                "dim": int(len(self.coef_by_group_[g])),
+                "coef_norm": float(np.linalg.norm(self.coef_by_group_[g])),
+                "selected": g in self.selected_,
+            }
+            for g in self.groups_
+        ]
+        return pd.DataFrame(rows, columns=["structure", "dim", "coef_norm", "selected"])
+
+    def _get_state(self):
+        state = {
+            "groups": self.groups_,
+            "selected": self.selected_,
+            "alpha": self.alpha_,
+            "n_iter": self.n_iter_,
+            "n_features_in": self.n_features_in_,
+        }
+        arrays = {"alphas": np.asarray(self.alphas_), "cv_loss": self.cv_loss_, "coef": np.asarray(self.coef_)}
+        arrays["intercept"] = np.atleast_1d(np.asarray(self.intercept_, dtype=np.float64))
+        for i, g in enumerate(self.groups_):
+            arrays[f"coef_by_group.{i}"] = self.coef_by_group_[g]
+            arrays[f"group_index.{i}"] = np.asarray(self._group_index[i])
+        return state, arrays
+
+    def _set_state(self, state, arrays) -> None:
+        self.groups_ = list(state["groups"])
+        self.selected_ = list(state["selected"])
+        self.alpha_ = float(state["alpha"])
+        self.n_iter_ = int(state["n_iter"])
+        self.n_features_in_ = int(state["n_features_in"])
+        self.alphas_ = arrays["alphas"]
+        self.cv_loss_ = arrays["cv_loss"]
+        self.coef_ = arrays["coef"]
+        self.coef_by_group_ = {g: arrays[f"coef_by_group.{i}"] for i, g in enumerate(self.groups_)}
+        self._group_index = [arrays[f"group_index.{i}"] for i in range(len(self.groups_))]
+
+    def _decision(self, X):
+        self._check_fitted()
         M, _, _ = _as_matrix(X, None, fitted=(self.groups_, self._group_index))
         coef = np.concatenate([self.coef_by_group_[g] for g in self.groups_]) if self.groups_ else np.zeros(0)
         order = np.concatenate(self._group_index) if self._group_index else np.zeros(0, int)
@@ -335,35 +400,77 @@ class GroupLassoClassifier(ClassifierMixin, _GroupLassoBase):
 
     _kind = "logistic"
 
+    def __sklearn_tags__(self):
+        """Declare the classifier binary only (scikit-learn's estimator tags).
+
+        Returns
+        -------
+        sklearn.utils.Tags
+        """
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False
+        return tags
+
     def _prepare_y(self, y, n):
         y = np.asarray(y)
         if y.shape != (n,):
             raise ValidationError(f"y has shape {y.shape} but X has {n} rows; pass one label per row")
         classes = np.unique(y)
         if len(classes) != 2:
-            raise ValidationError(f"y must have exactly 2 classes, got {classes.tolist()[:10]}")
+            from sklearn.utils.multiclass import type_of_target
+
+            if type_of_target(y) == "continuous":
+                raise ValidationError("Unknown label type: continuous; y must have exactly 2 classes")
+            raise ValidationError(
+                f"y must have exactly 2 classes, got {classes.tolist()[:10]}. Only binary classification is supported."
+            )
         self.classes_ = classes
         return (y == classes[1]).astype(float)
 
+    @fit_context
     def fit(self, X, y, groups=None):
-        """Fit on a dict of blocks ``{structure: (n, r)}`` or a matrix ``(n, p)`` with ``groups`` (p,)."""
+        """Fit on a dict of blocks ``{structure: (n, r)}`` or a matrix ``(n, p)`` with ``groups`` (p,).
+
+        Parameters
+        ----------
+        X : dict of str to array (n, r) or array (n, p)
+            The blocks, or a matrix whose columns ``groups`` labels.
+        y : array (n,)
+            Binary labels.
+        groups : array (p,), optional
+            Group label of each column of a matrix ``X`` (default: one group per column).
+
+        Returns
+        -------
+        self : GroupLassoClassifier
+        """
         coef = self._fit(X, y, groups)
         self.coef_ = coef[None, :]
         self.intercept_ = np.array([self.intercept_])
         return self
 
+    def _get_state(self):
+        state, arrays = super()._get_state()
+        arrays["classes"] = np.asarray(self.classes_)
+        return state, arrays
+
+    def _set_state(self, state, arrays) -> None:
+        super()._set_state(state, arrays)
+        self.intercept_ = arrays["intercept"]
+        self.classes_ = arrays["classes"]
+
     def decision_function(self, X) -> np.ndarray:
-        """Linear predictor (n,)."""
+        """Return the linear predictor (n,) of ``X`` (blocks or matrix, as at fit time)."""
         return self._decision(X)
 
     def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities (n, 2), columns in the order of ``classes_``."""
+        """Return class probabilities (n, 2), columns in the order of ``classes_``."""
         eta = self.decision_function(X)
         p1 = 1.0 / (1.0 + np.exp(-eta))
         return np.column_stack([1 - p1, p1])
 
     def predict(self, X) -> np.ndarray:
-        """Most probable class (n,)."""
+        """Return the most probable class (n,) of each row of ``X``."""
         eta = self.decision_function(X)
         return self.classes_[(eta > 0).astype(int)]
 
@@ -385,11 +492,30 @@ class GroupLassoRegressor(RegressorMixin, _GroupLassoBase):
             raise ValidationError("y contains NaN or infinite values")
         return y
 
+    @fit_context
     def fit(self, X, y, groups=None):
-        """Fit on a dict of blocks ``{structure: (n, r)}`` or a matrix ``(n, p)`` with ``groups`` (p,)."""
+        """Fit on a dict of blocks ``{structure: (n, r)}`` or a matrix ``(n, p)`` with ``groups`` (p,).
+
+        Parameters
+        ----------
+        X : dict of str to array (n, r) or array (n, p)
+            The blocks, or a matrix whose columns ``groups`` labels.
+        y : array (n,)
+            Targets.
+        groups : array (p,), optional
+            Group label of each column of a matrix ``X`` (default: one group per column).
+
+        Returns
+        -------
+        self : GroupLassoRegressor
+        """
         self.coef_ = self._fit(X, y, groups)
         return self
 
+    def _set_state(self, state, arrays) -> None:
+        super()._set_state(state, arrays)
+        self.intercept_ = float(arrays["intercept"][0])
+
     def predict(self, X) -> np.ndarray:
-        """Predicted values (n,)."""
+        """Return the predicted values (n,) of ``X`` (blocks or matrix, as at fit time)."""
         return self._decision(X)

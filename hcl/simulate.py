@@ -67,7 +67,7 @@ class Simulation:
     signal: dict = field(default_factory=dict, repr=False)
 
     def loading_matrix(self) -> tuple[np.ndarray, list[tuple[str, int]]]:
-        """The full loading matrix W (sum d_m x sum r_S) and its column labels (structure, index)."""
+        """Return the full loading matrix W (sum d_m x sum r_S) and its column labels (structure, index)."""
         return assemble_W(self.loadings, self.modalities, self.structure, self._dims())
 
     def _dims(self) -> dict[str, int]:
@@ -159,6 +159,36 @@ def hierarchical(
     -------
     Simulation
     """
+    modalities = _check_args(n, dims, noise, loading_scale, nonlinearity)
+    rk = normalize_ranks(ranks, modalities)
+    structure = {s: r for s, r in rk.items() if r > 0}
+    rng = np.random.default_rng(random_state)
+    loadings, z = _draw_truth(rng, n, dims, structure, modalities, loading_scale)
+    X, signal = _draw_data(rng, n, dims, structure, modalities, loadings, z, noise, nonlinearity)
+    mask = _remove_modalities(rng, n, modalities, missing, X, signal)
+    y = y_prob = None
+    out_structs: tuple = ()
+    coef: dict[str, np.ndarray] = {}
+    if outcome is not None:
+        y, y_prob, out_structs, coef = _draw_outcome(rng, n, outcome, structure, modalities, z)
+    return Simulation(
+        X=X,
+        mask=mask,
+        loadings=loadings,
+        z=z,
+        structure=structure,
+        modalities=modalities,
+        noise=float(noise),
+        y=y,
+        y_prob=y_prob,
+        outcome_structures=out_structs,
+        outcome_coef=coef,
+        signal=signal,
+    )
+
+
+def _check_args(n, dims, noise, loading_scale, nonlinearity) -> tuple[str, ...]:
+    """Validate the scalar arguments of :func:`hierarchical`; returns the modality order."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValidationError(f"n must be a positive int, got {n!r}")
     if not isinstance(dims, Mapping) or len(dims) < 2:
@@ -178,10 +208,12 @@ def hierarchical(
         )
     if nonlinearity not in (None, "tanh"):
         raise ValidationError(f"nonlinearity must be None or 'tanh', got {nonlinearity!r}")
-    rk = normalize_ranks(ranks, modalities)
-    structure = {s: r for s, r in rk.items() if r > 0}
-    rng = np.random.default_rng(random_state)
+    return modalities
 
+
+def _draw_truth(rng, n, dims, structure, modalities, loading_scale):
+    """Draw the loadings of every (modality, structure) block, then the factors of every structure."""
+    lo, hi = loading_scale
     loadings: dict[tuple[str, str], np.ndarray] = {}
     z: dict[str, np.ndarray] = {}
     for s, r in structure.items():
@@ -197,7 +229,11 @@ def hierarchical(
     # factors after all loadings, so one seed gives the same truth at every n
     for s, r in structure.items():
         z[s] = rng.standard_normal((n, r))
+    return loadings, z
 
+
+def _draw_data(rng, n, dims, structure, modalities, loadings, z, noise, nonlinearity):
+    """Signal (optionally through tanh) and noisy observations of every modality."""
     X: dict[str, np.ndarray] = {}
     signal: dict[str, np.ndarray] = {}
     for m in modalities:
@@ -209,80 +245,66 @@ def hierarchical(
             sig = np.tanh(sig)
         signal[m] = sig
         X[m] = sig + np.sqrt(noise) * rng.standard_normal(sig.shape)
+    return X, signal
 
+
+def _remove_modalities(rng, n, modalities, missing, X, signal) -> dict[str, np.ndarray]:
+    """Blank (NaN) each modality on its ``missing`` fraction of rows, keeping one modality per row."""
     mask = {m: np.ones(n, dtype=bool) for m in modalities}
-    if missing:
-        for m, frac in missing.items():
-            if m not in modalities:
-                raise ValidationError(
-                    f"missing names unknown modality {m!r}; modalities are {list(modalities)}"
-                )
-            if not (0 <= frac < 1):
-                raise ValidationError(f"missing[{m!r}] must be a fraction in [0, 1), got {frac!r}")
-            k = int(round(frac * n))
-            if k == 0:
-                continue
-            n_obs = sum(mask[o].astype(int) for o in modalities)
-            eligible = np.where(mask[m] & (n_obs >= 2))[0]
-            if len(eligible) < k:
-                raise ValidationError(
-                    f"cannot remove modality {m!r} from {k} rows while keeping one modality per row; "
-                    "lower the missing fractions"
-                )
-            rows = rng.choice(eligible, size=k, replace=False)
-            mask[m][rows] = False
-        for m in modalities:
-            X[m][~mask[m]] = np.nan
-            signal[m][~mask[m]] = np.nan
+    if not missing:
+        return mask
+    for m, frac in missing.items():
+        if m not in modalities:
+            raise ValidationError(f"missing names unknown modality {m!r}; modalities are {list(modalities)}")
+        if not (0 <= frac < 1):
+            raise ValidationError(f"missing[{m!r}] must be a fraction in [0, 1), got {frac!r}")
+        k = int(round(frac * n))
+        if k == 0:
+            continue
+        n_obs = sum(mask[o].astype(int) for o in modalities)
+        eligible = np.where(mask[m] & (n_obs >= 2))[0]
+        if len(eligible) < k:
+            raise ValidationError(
+                f"cannot remove modality {m!r} from {k} rows while keeping one modality per row; "
+                "lower the missing fractions"
+            )
+        rows = rng.choice(eligible, size=k, replace=False)
+        mask[m][rows] = False
+    for m in modalities:
+        X[m][~mask[m]] = np.nan
+        signal[m][~mask[m]] = np.nan
+    return mask
 
-    y = y_prob = None
-    out_structs: tuple = ()
+
+def _draw_outcome(rng, n, outcome, structure, modalities, z):
+    """Outcome ``y`` (and its probability, for a logistic one) from the named structures' factors."""
+    if not isinstance(outcome, Mapping):
+        raise ValidationError(f"outcome must be a dict(structures=..., kind=..., strength=...), got {outcome!r}")
+    unknown = set(outcome) - {"structures", "kind", "strength"}
+    if unknown:
+        raise ValidationError(f"outcome has unknown keys {sorted(unknown)}; use structures, kind, strength")
+    names = outcome.get("structures")
+    if not names:
+        raise ValidationError("outcome['structures'] must list at least one structure name")
+    canon = ["+".join(parse_structure(s, modalities)) for s in names]
+    absent = [s for s in canon if s not in structure]
+    if absent:
+        raise ValidationError(f"outcome structures {absent} are absent (rank 0) in this simulation")
+    kind_ = outcome.get("kind", "logistic")
+    if kind_ not in ("logistic", "linear"):
+        raise ValidationError(f"outcome['kind'] must be 'logistic' or 'linear', got {kind_!r}")
+    strength = float(outcome.get("strength", 1.0))
     coef: dict[str, np.ndarray] = {}
-    if outcome is not None:
-        if not isinstance(outcome, Mapping):
-            raise ValidationError(
-                f"outcome must be a dict(structures=..., kind=..., strength=...), got {outcome!r}"
-            )
-        unknown = set(outcome) - {"structures", "kind", "strength"}
-        if unknown:
-            raise ValidationError(
-                f"outcome has unknown keys {sorted(unknown)}; use structures, kind, strength"
-            )
-        names = outcome.get("structures")
-        if not names:
-            raise ValidationError("outcome['structures'] must list at least one structure name")
-        canon = ["+".join(parse_structure(s, modalities)) for s in names]
-        absent = [s for s in canon if s not in structure]
-        if absent:
-            raise ValidationError(f"outcome structures {absent} are absent (rank 0) in this simulation")
-        kind_ = outcome.get("kind", "logistic")
-        if kind_ not in ("logistic", "linear"):
-            raise ValidationError(f"outcome['kind'] must be 'logistic' or 'linear', got {kind_!r}")
-        strength = float(outcome.get("strength", 1.0))
-        eta = np.zeros(n)
-        for s in canon:
-            b = rng.standard_normal(structure[s])
-            b /= np.linalg.norm(b)
-            coef[s] = strength * b / np.sqrt(len(canon))
-            eta += z[s] @ coef[s]
-        if kind_ == "logistic":
-            y_prob = 1.0 / (1.0 + np.exp(-eta))
-            y = (rng.uniform(size=n) < y_prob).astype(np.int64)
-        else:
-            y = eta + rng.standard_normal(n)
-        out_structs = tuple(canon)
-
-    return Simulation(
-        X=X,
-        mask=mask,
-        loadings=loadings,
-        z=z,
-        structure=structure,
-        modalities=modalities,
-        noise=float(noise),
-        y=y,
-        y_prob=y_prob,
-        outcome_structures=out_structs,
-        outcome_coef=coef,
-        signal=signal,
-    )
+    eta = np.zeros(n)
+    for s in canon:
+        b = rng.standard_normal(structure[s])
+        b /= np.linalg.norm(b)
+        coef[s] = strength * b / np.sqrt(len(canon))
+        eta += z[s] @ coef[s]
+    y_prob = None
+    if kind_ == "logistic":
+        y_prob = 1.0 / (1.0 + np.exp(-eta))
+        y = (rng.uniform(size=n) < y_prob).astype(np.int64)
+    else:
+        y = eta + rng.standard_normal(n)
+    return y, y_prob, tuple(canon), coef

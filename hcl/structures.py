@@ -61,5 +61,5 @@ def kind(name: str, modalities: Sequence[str]) -> str:
 
 
 def structures_of(modality: str, structures: Iterable[str], modalities: Sequence[str]) -> list[str]:
-    """The structures in ``structures`` that contain ``modality`` (order kept)."""
+    """Return the structures in ``structures`` that contain ``modality`` (order kept)."""
     return [s for s in structures if modality in parse_structure(s, modalities)]

@@ -65,6 +65,7 @@ class DecorrelationLoss(nn.Module):
         mask: torch.Tensor | None = None,
         priority: Sequence[int] | None = None,
     ) -> torch.Tensor:
+        """Compute the loss (shapes in the class docstring)."""
         blocks = list(blocks)
         if not blocks:
             raise ValidationError("DecorrelationLoss: pass at least one block (n, d)")
@@ -108,7 +109,7 @@ class DecorrelationLoss(nn.Module):
         return total
 
     def _damp(self, h: torch.Tensor) -> torch.Tensor:
-        """Same value as ``h``; its gradient scaled by ``upward`` (0 = detached)."""
+        """Return ``h`` with its gradient scaled by ``upward`` (0 = detached)."""
         if self.upward == 0.0:
             return h.detach()
         return self.upward * h + (1.0 - self.upward) * h.detach()

@@ -40,6 +40,7 @@ class GroupPenalty(nn.Module):
         self.eps = float(eps)
 
     def forward(self, groups: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Compute the group penalty (shapes in the class docstring)."""
         groups = list(groups)
         if not groups:
             raise ValidationError("GroupPenalty: pass at least one parameter group")

@@ -40,6 +40,7 @@ class InfoNCELoss(nn.Module):
         self.normalize = normalize
 
     def forward(self, z: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Compute the loss (shapes in the class docstring)."""
         mask = check_views(z, mask, "InfoNCELoss")
         if self.normalize:
             z = l2_normalize(z)

@@ -1,0 +1,287 @@
+"""The training objective of :class:`hcl.deep.HCL` as a :class:`torch.nn.Module`.
+
+For every structure ``S`` the heads of its modalities are aligned by a structure-aware contrastive loss
+(spectral or InfoNCE); a private structure aligns two feature-masked views of the same row. A
+decorrelation term keeps one modality's heads for different structures apart (linearly, and through
+random Fourier features of the larger structure's block), and a group penalty shrinks whole heads.
+
+Importing this module imports torch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from hcl.losses import DecorrelationLoss, GroupPenalty, InfoNCELoss, SpectralLoss
+from hcl.structures import parse_structure
+
+__all__ = ["HCLObjective", "soft_normalize"]
+
+
+def soft_normalize(h: torch.Tensor) -> torch.Tensor:
+    """``h / sqrt(|h|^2 + 1)`` row-wise.
+
+    Like L2 normalisation for large heads, but a shrunk head gives a small (uninformative) embedding, so
+    the group penalty is not undone by scale invariance.
+
+    Parameters
+    ----------
+    h : torch.Tensor (n, d)
+
+    Returns
+    -------
+    torch.Tensor (n, d)
+    """
+    return h / (h.pow(2).sum(-1, keepdim=True) + 1.0).sqrt()
+
+
+def _head_group(weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """One parameter group: a head's weight rows (dim, hidden) and its bias (dim,) as one flat tensor."""
+    return torch.cat([weight.reshape(-1), bias.reshape(-1)])
+
+
+class HCLObjective(nn.Module):
+    """Alignment + decorrelation + group penalty of one batch, for a :class:`~hcl.deep.network.HeadNetwork`.
+
+    Parameters
+    ----------
+    modalities, candidates, layout
+        The fitted modality order (list of str), the trained structures with their dimensions (dict of
+        str to int) and, per modality, the (structure, start, stop) slices of its head output.
+    loss : {"spectral", "infonce"}
+    temperature : float
+    decorrelation, nonlinear_decorrelation, decorrelation_upward, group_penalty, private_augment
+        As in :class:`hcl.deep.HCL`.
+    strict_missing : bool
+        As in :class:`hcl.deep.HCL` (see :meth:`alignment_mask`).
+    seed : int
+        Seeds the random Fourier features.
+    device : str
+
+    Shape
+    -----
+    - net : the network; xs : list of M tensors (n, d_m); mask : (M, n) bool.
+    - output : (total, alignment), two scalars.
+    """
+
+    def __init__(
+        self,
+        modalities: list[str],
+        candidates: dict[str, int],
+        layout: dict[str, list[tuple[str, int, int]]],
+        *,
+        loss: str,
+        temperature: float,
+        decorrelation: float,
+        nonlinear_decorrelation: int,
+        decorrelation_upward: float,
+        group_penalty: float,
+        private_augment: float,
+        strict_missing: bool,
+        seed: int,
+        device: str = "cpu",
+    ):
+        super().__init__()
+        self.modalities = list(modalities)
+        self.candidates = dict(candidates)
+        self.layout = layout
+        if loss == "spectral":
+            self.align_loss = SpectralLoss(normalize=False)
+        else:
+            self.align_loss = InfoNCELoss(temperature=float(temperature), normalize=False)
+        self.decor = DecorrelationLoss(upward=float(decorrelation_upward))
+        self.group = GroupPenalty()
+        self.decorrelation = decorrelation
+        self.nonlinear_decorrelation = nonlinear_decorrelation
+        self.group_penalty = group_penalty
+        self.private_augment = private_augment
+        self.strict_missing = strict_missing
+        self.seed = seed
+        self.device = device
+        self._rff_cache: dict = {}
+        self._sub_bits: dict = {}
+
+    def embeddings(self, outs: list[torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+        """Soft-normalised embedding of every head: dict m -> dict S -> (n, dim_S).
+
+        Parameters
+        ----------
+        outs : list of torch.Tensor
+            The network's output, one tensor per modality.
+
+        Returns
+        -------
+        dict of str to dict of str to torch.Tensor
+        """
+        emb = {}
+        for m, out in zip(self.modalities, outs, strict=True):
+            emb[m] = {s: soft_normalize(out[:, a:b]) for s, a, b in self.layout[m]}
+        return emb
+
+    def forward(self, net, xs, mask, generator=None, with_penalty=True):
+        """Total objective and its alignment part for one batch.
+
+        Parameters
+        ----------
+        net : HeadNetwork
+        xs : list of torch.Tensor (n, d_m)
+        mask : torch.Tensor (M, n) bool
+        generator : torch.Generator, optional
+            Draws the feature masks of private structures; without it private structures add nothing.
+        with_penalty : bool, default True
+            Add the group penalty.
+
+        Returns
+        -------
+        total, align : torch.Tensor
+            Scalars.
+        """
+        emb = self.embeddings(net(xs))
+        align = self._alignment(net, xs, mask, emb, generator)
+        total = align
+        if self.decorrelation > 0:
+            total = total + self.decorrelation * self._decorrelation(xs, emb, mask)
+        if with_penalty and self.group_penalty > 0:
+            total = total + self.group_penalty * self.group(self.head_groups(net))
+        return total, align
+
+    def _alignment(self, net, xs, mask, emb, generator):
+        align = xs[0].new_zeros(())
+        mods = self.modalities
+        aug = None
+        for s in self.candidates:
+            members = parse_structure(s, mods)
+            if len(members) >= 2:
+                idx = [mods.index(m) for m in members]
+                z = torch.stack([emb[m][s] for m in members])  # (k, n, dim)
+                align = align + self.align_loss(z, self.alignment_mask(s, members, mask[idx]))
+            elif generator is not None:  # private: two feature-masked views of the same rows
+                if aug is None:
+                    aug = self.augmented_views(net, xs, generator)
+                m = members[0]
+                i = mods.index(m)
+                z = torch.stack([aug[0][m][s], aug[1][m][s]])  # (2, n, dim)
+                align = align + self.align_loss(z, mask[[i, i]])
+        return align
+
+    def _decorrelation(self, xs, emb, mask):
+        mods = self.modalities
+        dec = xs[0].new_zeros(())
+        for i, m in enumerate(mods):
+            blocks = list(emb[m].values())
+            if len(blocks) >= 2:
+                prio = [len(parse_structure(s, mods)) for s, _a, _b in self.layout[m]]
+                dec = dec + self.decor(blocks, mask[i], priority=prio)
+                if self.nonlinear_decorrelation > 0:
+                    dec = dec + self._nonlinear_decor(m, blocks, prio, mask[i])
+        return dec
+
+    def alignment_mask(self, s: str, members, mask: torch.Tensor) -> torch.Tensor:
+        """Rows (k, n) that align structure ``s``.
+
+        With ``strict_missing``, a row that observes only a proper subset of ``s`` which is itself a
+        candidate structure is left out: its agreement is evidence for that smaller structure, and using
+        it for ``s`` would teach ``s``'s heads the smaller structure's factors.
+
+        Parameters
+        ----------
+        s : str
+            The structure.
+        members : sequence of str
+            Its modalities, in the fitted order.
+        mask : torch.Tensor (k, n) bool
+            Observed members per row.
+
+        Returns
+        -------
+        torch.Tensor (k, n) bool
+        """
+        if not self.strict_missing or bool(mask.all()):
+            return mask
+        k = len(members)
+        bits = (mask.to(torch.int64) * (2 ** torch.arange(k, device=mask.device)).unsqueeze(1)).sum(0)
+        sub = self._sub_bits.get(s)
+        if sub is None:
+            sub = []
+            for t in self.candidates:
+                tm = parse_structure(t, self.modalities)
+                if t != s and len(tm) >= 2 and set(tm) <= set(members):
+                    sub.append(sum(2 ** members.index(m) for m in tm))
+            sub = torch.tensor(sub, dtype=torch.int64, device=mask.device)
+            self._sub_bits[s] = sub
+        if sub.numel() == 0:
+            return mask
+        ambiguous = torch.isin(bits, sub)
+        return mask & ~ambiguous.unsqueeze(0)
+
+    def _nonlinear_decor(self, m, blocks, prio, rows):
+        """Cross-covariance of each block with random Fourier features of every larger structure's block.
+
+        Driving it to zero makes a block's conditional mean given a larger structure's block zero, so the
+        block cannot carry nonlinear functions of that structure's factors either.
+        """
+        total = blocks[0].new_zeros(())
+        rows = rows.to(torch.bool)
+        for s, hs in enumerate(blocks):
+            higher = hs.detach()[rows]
+            if higher.shape[0] < 2:
+                continue
+            higher = (higher - higher.mean(0)) / (higher.std(0) + 1e-6)
+            w, b = self._rff_params(m, s, hs.shape[1])
+            phi = torch.cos(higher @ w + b)  # (n_obs, D)
+            for t, ht in enumerate(blocks):
+                if prio[t] < prio[s]:
+                    total = total + self.decor([phi, ht[rows]])
+        return total
+
+    def _rff_params(self, m, s, d):
+        key = (m, s)
+        if key not in self._rff_cache:
+            g = torch.Generator().manual_seed(self.seed + 7919 * (1 + self.modalities.index(m)) + s)
+            w = torch.randn(d, int(self.nonlinear_decorrelation), generator=g, dtype=torch.float32)
+            b = 2 * np.pi * torch.rand(int(self.nonlinear_decorrelation), generator=g, dtype=torch.float32)
+            self._rff_cache[key] = (w.to(self.device), b.to(self.device))
+        return self._rff_cache[key]
+
+    def augmented_views(self, net, xs, generator):
+        """Embeddings of two randomly feature-masked views of the rows (positives of private structures).
+
+        Parameters
+        ----------
+        net : HeadNetwork
+        xs : list of torch.Tensor (n, d_m)
+        generator : torch.Generator
+            Draws the masks.
+
+        Returns
+        -------
+        list of two dicts m -> S -> torch.Tensor (n, dim_S)
+        """
+        views = []
+        for _ in range(2):
+            xa = []
+            for x in xs:
+                keep = torch.rand(x.shape, generator=generator).to(x.device) >= self.private_augment
+                xa.append(x * keep / (1.0 - self.private_augment))
+            views.append(self.embeddings(net(xa)))
+        return views
+
+    def head_groups(self, net) -> list[torch.Tensor]:
+        """One flat parameter tensor per (modality, structure) head, in layout order.
+
+        Parameters
+        ----------
+        net : HeadNetwork
+
+        Returns
+        -------
+        list of torch.Tensor
+        """
+        groups = []
+        for i, m in enumerate(self.modalities):
+            head = net.heads[i]
+            for _s, a, b in self.layout[m]:
+                groups.append(_head_group(head.weight[a:b], head.bias[a:b]))
+        return groups
