@@ -234,9 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.exceptions import UserError
 
     try:
-        from pipeline import commands
-
         from tqdm.contrib.logging import logging_redirect_tqdm
+
+        from pipeline import commands
 
         handler = getattr(commands, f"cmd_{args.command}")
         with logging_redirect_tqdm():  # log lines go above a running bar, never into it
