@@ -213,7 +213,20 @@ def _setup_logging(quiet: bool, verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
-def _set_offline_environment() -> None:
+#: numeric kernels pinned to one instruction set, so the same inputs give the same bytes on any x86-64 machine
+#: with AVX2 (torch and oneDNN would otherwise pick AVX-512 kernels where present, and OpenBLAS its own per
+#: CPU family: the note embeddings, the trained representations and the fitted models then differ in their
+#: last bits from machine to machine, and `make demo` rewrites dvc.lock). Set a variable to override it.
+REPRODUCIBLE_NUMERICS = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "MKL_CBWR": "AVX2",
+    "OPENBLAS_CORETYPE": "Haswell",
+}
+
+
+def _set_environment() -> None:
+    """Set what every stage expects before any numeric library loads: offline, and reproducible numerics."""
     # Hospital machines are offline: no telemetry, no model hub, no analytics.
     for key, value in {
         "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -222,15 +235,16 @@ def _set_offline_environment() -> None:
         "HF_HUB_DISABLE_TELEMETRY": "1",
         "DVC_NO_ANALYTICS": "1",
         "TOKENIZERS_PARALLELISM": "false",
+        **REPRODUCIBLE_NUMERICS,
     }.items():
         os.environ.setdefault(key, value)
 
 
 def main(argv: list[str] | None = None) -> int:
+    _set_environment()  # before any numeric library is imported
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     _setup_logging(args.quiet, args.verbose)
-    _set_offline_environment()
     from pipeline.exceptions import UserError
 
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -223,3 +224,45 @@ def test_48h_features_get_close_to_the_oracle(tmp_path):
     auc = roc_auc_score(y[~tr], m.predict_proba(X[~tr])[:, 1])
     oracle = roc_auc_score(y[~tr], d["p_mortality"].to_numpy()[~tr])
     assert oracle - 0.05 < auc <= oracle + 0.02, (auc, oracle)
+
+
+def _synth_files(tmp: Path, coretype: str) -> dict[str, str]:
+    """Run `ehr-hcl synth` with OpenBLAS forced to one CPU family's kernels; md5 of every file written."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    out = tmp / coretype
+    env = {**os.environ, "OPENBLAS_CORETYPE": coretype, "OMP_NUM_THREADS": "1"}
+    subprocess.run(
+        [sys.executable, "-m", "pipeline", "synth", "--patients", "600", "--output", str(out), "--quiet"],
+        env=env,
+        check=True,
+        cwd=tmp,
+    )
+    return {str(p.relative_to(out)): hashlib.md5(p.read_bytes()).hexdigest() for p in out.rglob("*") if p.is_file()}
+
+
+def test_synth_bytes_do_not_depend_on_the_cpu_family(tmp_path):
+    """Point 11 of issue 13: BLAS kernels of two CPU families (as on two machines) give the same files.
+
+    Before the true probabilities were rounded, truth/admissions.parquet differed between these two runs.
+    """
+    a = _synth_files(tmp_path, "SkylakeX")
+    b = _synth_files(tmp_path, "Sandybridge")
+    assert len(a) == 14 and a == b
+
+
+def test_cli_pins_the_numeric_kernels(monkeypatch):
+    """Every stage run from the CLI uses the same instruction set for torch, oneDNN, MKL and OpenBLAS."""
+    import os
+
+    from pipeline.cli import REPRODUCIBLE_NUMERICS, _set_environment
+
+    for key in REPRODUCIBLE_NUMERICS:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Zen")  # a user's own choice is kept
+    _set_environment()
+    assert os.environ["ATEN_CPU_CAPABILITY"] == "avx2" and os.environ["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+    assert os.environ["OPENBLAS_CORETYPE"] == "Zen"

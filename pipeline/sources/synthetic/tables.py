@@ -38,6 +38,8 @@ from pipeline.sources.synthetic.vocabulary import (
 )
 
 _MINUTE_US = 60_000_000
+#: precision of the stored true probabilities (far finer than any AUROC can tell apart)
+PROBABILITY_DECIMALS = 6
 _NO_DEATH = np.iinfo(np.int64).min
 
 
@@ -429,8 +431,10 @@ def _truth_frames(patients: _Patients, adm: _Admissions) -> tuple[pl.DataFrame, 
         {
             "subject_id": adm.subject,
             "hadm_id": adm.hadm_id,
-            "p_mortality": A["p_mort"],
-            "p_readmission_30d": A["p_read"],
+            # rounded: the last bits of a BLAS product differ between CPU families, and stored at full
+            # precision they made this file (and dvc.lock) machine-dependent
+            "p_mortality": np.round(A["p_mort"], PROBABILITY_DECIMALS),
+            "p_readmission_30d": np.round(A["p_read"], PROBABILITY_DECIMALS),
             "died_in_hospital": A["died"],
             "readmitted_30d": A["readmit"],
             "los_hours": A["los_h"],
