@@ -159,20 +159,9 @@ def _admission_sequences(
         gap_days = np.where(readmit, 0.5 + rng.random(m) * 29.0, 31.0 + rng.exponential(300.0, m))
         after_death = disch + ((1 + rng.random(m) * 200) * DAY_US).astype(np.int64)
         dod[idx] = np.where(died, disch, np.where(post_death, after_death, dod[idx]))
-        rows.append(
-            dict(
-                pidx=idx,
-                j=np.full(m, j),
-                u=u,
-                p_mort=p_mort,
-                p_read=p_read,
-                admit=admit,
-                disch=disch,
-                los_h=los_h,
-                died=died,
-                readmit=readmit,
-            )  # fmt: skip
-        )
+        names = ("pidx", "j", "u", "p_mort", "p_read", "admit", "disch", "los_h", "died", "readmit")
+        values = (idx, np.full(m, j), u, p_mort, p_read, admit, disch, los_h, died, readmit)
+        rows.append(dict(zip(names, values, strict=True)))
         t[idx] = disch + (gap_days * DAY_US).astype(np.int64)
         active[idx] = readmit | cont
     A = {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
