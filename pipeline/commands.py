@@ -81,26 +81,23 @@ def cmd_embed(args) -> dict:
 
 
 def cmd_predict(args) -> dict:
-    from pipeline.predict import PredictConfig, predict
+    from pipeline.predict import PredictConfig, PredictInputs, predict
     from pipeline.tracking import TrackingConfig
 
     config = load_section("predict", PredictConfig, args.params)
     tracking = load_section("tracking", TrackingConfig, args.params)
-    params = read_params(args.params)
-    tags = {"data_source": args.source_name, **_provenance_tags(args.cohort)}
-    return predict(
-        args.cohort,
-        args.labels,
-        args.embeddings,
-        args.metrics,
-        args.plots,
-        config,
-        tracking,
+    inputs = PredictInputs(
+        cohort=args.cohort,
+        labels_path=args.labels,
+        embeddings_dir=args.embeddings,
+        metrics_path=args.metrics,
+        plots_dir=args.plots,
         truth_path=args.truth,
-        params_flat=params,  # nested; tracking flattens it to embed.hcl.lr-style keys
-        tags=tags,
+        params=read_params(args.params),  # nested; tracking flattens it to embed.hcl.lr-style keys
+        tags={"data_source": args.source_name, **_provenance_tags(args.cohort)},
         progress=_progress(args),
     )
+    return predict(inputs, config, tracking)
 
 
 def cmd_report(args) -> Path:
@@ -229,7 +226,7 @@ def _provenance_tags(cohort: str) -> dict[str, str]:
 
 def summary_table(ws: Workspace, cohorts: list[str] | None = None, params_path: Path | None = None) -> str:
     """Held_out metrics per task x representation x model from metrics JSON, plus where things are."""
-    from pipeline.predict import summarize_metrics
+    from pipeline.results import summarize_metrics
 
     metrics_dir = ws.root / "metrics"
     if cohorts is None:

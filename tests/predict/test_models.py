@@ -64,16 +64,20 @@ def test_linear_export_reproduces_predictions_and_loads_from_json(xy, tmp_path):
 
 @pytest.mark.parametrize("name", ["logistic", "group_lasso"])
 def test_column_constant_on_train_exports_as_strict_json(xy, name):
-    """Its scale is inf inside the model (it standardises to 0); the JSON export stays standard JSON and
-    predicts the same, even for a held-out row where the column takes another value."""
+    """StandardScaler gives it scale 1 (it centres to 0 on train, so the model learns no weight for it); the
+    JSON export stays standard JSON and predicts the same, and a held-out row where the column takes
+    another value predicts as if it had not."""
     X, y, cols = xy
     X = np.column_stack([X, np.full(len(X), 0.1)])
     X[460, -1] = 9.0
     m = fit_model(name, X[:300], y[:300], X[300:450], y[300:450], [*cols, "c__0"], seed=0)
-    assert np.isinf(m.scale_[-1])
+    assert m.scale_[-1] == 1.0
     w = linear_weights(m)
     served = LinearProbabilityModel(json.loads(json.dumps(w, allow_nan=False)))
     np.testing.assert_allclose(served.predict(X[450:]), m.predict_proba(X[450:]), rtol=1e-9, atol=1e-12)
+    same_row = X[460:461].copy()
+    same_row[0, -1] = 0.1
+    assert m.predict_proba(X[460:461])[0] == pytest.approx(m.predict_proba(same_row)[0], abs=1e-9)
 
 
 def test_non_linear_model_has_no_json_export(xy):

@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.exceptions import CohortError, ConfigError, InputSchemaError, MissingInputError
 from pipeline.params import load_section
-from pipeline.predict import PredictConfig, predict
+from pipeline.predict import PredictConfig, PredictInputs, predict
 
 FAST = dict(
     models=["logistic", "group_lasso"], bootstrap_resamples=100, subgroup_resamples=20, survival_resamples=20
@@ -19,15 +19,25 @@ FAST = dict(
 
 def _run(c, tmp_path, **kw):
     cfg = PredictConfig(**{**FAST, **kw})
-    return predict(
-        "mortality_test",
-        c["labels"],
-        c["emb"],
-        tmp_path / "m" / "metrics.json",
-        tmp_path / "plots",
-        cfg,
-        tracking=None,
+    inputs = PredictInputs(
+        cohort="mortality_test",
+        labels_path=c["labels"],
+        embeddings_dir=c["emb"],
+        metrics_path=tmp_path / "m" / "metrics.json",
+        plots_dir=tmp_path / "plots",
         truth_path=c["truth"],
+        progress=False,
+    )
+    return predict(inputs, cfg, tracking=None)
+
+
+def _inputs(labels, emb, tmp_path):
+    return PredictInputs(
+        cohort="t",
+        labels_path=labels,
+        embeddings_dir=emb,
+        metrics_path=tmp_path / "m.json",
+        plots_dir=tmp_path / "p",
         progress=False,
     )
 
@@ -100,28 +110,10 @@ def test_predict_is_deterministic(cohort, tmp_path):
 
 def test_missing_inputs(cohort, tmp_path):
     with pytest.raises(MissingInputError, match="labels file not found"):
-        predict(
-            "t",
-            tmp_path / "nope.parquet",
-            cohort["emb"],
-            tmp_path / "m.json",
-            tmp_path / "p",
-            PredictConfig(**FAST),
-            None,
-            progress=False,
-        )
+        predict(_inputs(tmp_path / "nope.parquet", cohort["emb"], tmp_path), PredictConfig(**FAST), None)
     (tmp_path / "empty").mkdir()
     with pytest.raises(MissingInputError, match="no <representation>.parquet"):
-        predict(
-            "t",
-            cohort["labels"],
-            tmp_path / "empty",
-            tmp_path / "m.json",
-            tmp_path / "p",
-            PredictConfig(**FAST),
-            None,
-            progress=False,
-        )
+        predict(_inputs(cohort["labels"], tmp_path / "empty", tmp_path), PredictConfig(**FAST), None)
     assert not (tmp_path / "m.json").exists()
 
 
@@ -157,7 +149,7 @@ def test_config_rejects_unknown_keys_and_models(tmp_path):
 
 
 def test_summarize_metrics(cohort, tmp_path):
-    from pipeline.predict import summarize_metrics
+    from pipeline.results import summarize_metrics
 
     res = _run(cohort, tmp_path, survival=False)
     text = summarize_metrics(tmp_path / "m" / "metrics.json", "mortality_test")

@@ -18,7 +18,7 @@ ID_BASE = 73_519_000  # distinctive ids: the report must never contain them
 
 
 def build_inputs(root: Path, n_subjects: int, seed: int = 0) -> dict:
-    from pipeline.predict import PredictConfig, predict
+    from pipeline.predict import PredictConfig, PredictInputs, predict
 
     rng = np.random.default_rng(seed)
     subject = np.arange(ID_BASE, ID_BASE + n_subjects)
@@ -85,16 +85,15 @@ def build_inputs(root: Path, n_subjects: int, seed: int = 0) -> dict:
         survival_resamples=10,
         min_subgroup_size=40,
     )
-    predict(
-        "mortality",
-        cohort_dir / "labels.parquet",
-        emb,
-        root / "metrics.json",
-        root / "plots",
-        cfg,
-        None,
+    inputs = PredictInputs(
+        cohort="mortality",
+        labels_path=cohort_dir / "labels.parquet",
+        embeddings_dir=emb,
+        metrics_path=root / "metrics.json",
+        plots_dir=root / "plots",
         progress=False,
     )
+    predict(inputs, cfg, None)
     return {
         "cohort_dir": cohort_dir,
         "features_dir": feat,
