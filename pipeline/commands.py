@@ -135,10 +135,13 @@ def cmd_summary(args) -> None:
 
 
 def cmd_ui(args) -> None:
+    """Serve the MLflow UI on the project's store; exit with the server's code (143 after SIGTERM)."""
     from pipeline.tracking import TrackingConfig, ui
 
     tracking = load_section("tracking", TrackingConfig, args.params)
-    ui(tracking, host=args.host, port=args.port)
+    code = ui(tracking, host=args.host, port=args.port)
+    if code:
+        raise SystemExit(code)
 
 
 def cmd_run(args) -> None:

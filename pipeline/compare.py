@@ -15,7 +15,7 @@ COLUMNS = ("task", "representation", "model", "AUROC [95% CI]", "AUPRC [95% CI]"
 
 
 def comparison_rows(runs: list[dict[str, Any]]) -> list[tuple[str, ...]]:
-    """Formatted rows (see :data:`COLUMNS`) from :func:`pipeline.tracking.task_runs` output, best first."""
+    """Format rows (see :data:`COLUMNS`) from :func:`pipeline.tracking.task_runs` output, best first."""
     ordered = sorted(
         runs,
         key=lambda r: (
@@ -40,7 +40,7 @@ def comparison_rows(runs: list[dict[str, Any]]) -> list[tuple[str, ...]]:
 
 
 def compare(task: str | None, tracking) -> str:
-    """The comparison table for ``task`` (or every task) as text.
+    """Build the comparison table for ``task`` (or every task) as text.
 
     Parameters
     ----------

@@ -161,7 +161,7 @@ def ranked_results(metrics: Mapping[str, Any]) -> list[tuple[str, str, dict]]:
 
 
 def summarize_metrics(metrics_path: str | Path, cohort: str) -> str:
-    """A few lines of text from a metrics JSON.
+    """Summarise a metrics JSON in a few lines of text.
 
     Parameters
     ----------

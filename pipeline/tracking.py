@@ -73,7 +73,7 @@ class TrackingConfig(BaseModel):
 
 
 def project_root(cwd: Path | None = None) -> Path:
-    """The git top of ``cwd`` (default: the working directory), else ``cwd`` itself, absolute.
+    """Return the git top of ``cwd`` (default: the working directory), else ``cwd`` itself, absolute.
 
     ``dvc exp run --queue`` and ``--temp`` run each experiment in a temporary git copy under
     ``<project>/.dvc/tmp/exps/``; the project is the folder above that ``.dvc``, so their MLflow runs
@@ -196,7 +196,7 @@ def tracked_run(
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` → ``{"a.b": 1}``."""
+    """Flatten nested mappings: ``{"a": {"b": 1}}`` → ``{"a.b": 1}``."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
@@ -252,7 +252,7 @@ def log_artifacts(paths: list[Path], artifact_path: str | None = None) -> None:
 
 
 def file_digest(path: str | Path) -> str:
-    """The first 32 hex digits of the SHA-256 of a file's bytes (an MLflow dataset digest holds 36)."""
+    """Return the first 32 hex digits of the SHA-256 of a file's bytes (an MLflow dataset digest holds 36)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -301,7 +301,9 @@ def log_inputs(datasets: list[tuple[Any, str]]) -> None:
 
     if datasets:
         mlflow.log_inputs(
-            datasets=[d for d, _ in datasets], contexts=[c for _, c in datasets], tags_list=[None] * len(datasets)
+            datasets=[d for d, _ in datasets],
+            contexts=[c for _, c in datasets],
+            tags_list=[None] * len(datasets),
         )
 
 
@@ -367,7 +369,7 @@ def register_champion(cfg: TrackingConfig, model_uri: str, task: str) -> int:
 
 
 def load_champion(cfg: TrackingConfig, task: str):
-    """The pyfunc model of ``models:/<task>@champion``."""
+    """Load the pyfunc model of ``models:/<task>@champion``."""
     mlflow = _mlflow(cfg)
     return mlflow.pyfunc.load_model(f"models:/{task}@champion")
 
@@ -423,7 +425,7 @@ def task_runs(cfg: TrackingConfig, task: str | None = None) -> list[dict[str, An
 
 
 def ui_command(cfg: TrackingConfig, host: str = "127.0.0.1", port: int = 5000) -> list[str]:
-    """The ``mlflow ui`` command line for the project's store."""
+    """Build the ``mlflow ui`` command line for the project's store."""
     exe = Path(sys.executable).parent / "mlflow"
     base = [str(exe)] if exe.exists() else [sys.executable, "-m", "mlflow"]
     cmd = base + [

@@ -126,7 +126,7 @@ def _grid(name: str, seed: int) -> list[dict[str, Any]]:
 
 
 def _build(name: str, seed: int) -> Any:
-    """The unfitted estimator ``name`` with the settings that no grid point changes."""
+    """Build the unfitted estimator ``name`` with the settings that no grid point changes."""
     if name == "logistic":
         from sklearn.linear_model import LogisticRegression
 
@@ -163,7 +163,7 @@ def _pipeline(name: str, seed: int) -> Any:
 def _choose(
     pipe: Any, grid: list[dict[str, Any]], X_train, y_train, X_tune, y_tune, fit_params: dict
 ) -> tuple[dict[str, Any], list[float]]:
-    """The grid point with the lowest tuning log-loss (first on ties), and every point's loss.
+    """Choose the grid point with the lowest tuning log-loss (first on ties); return it and every loss.
 
     ``GridSearchCV`` over a ``PredefinedSplit``: each point is fitted on the train rows and scored on the
     tuning rows; ``refit=False``, because its refit would train on train and tuning together.
@@ -284,7 +284,7 @@ def _jsonable(v: Any) -> Any:
 
 
 def linear_weights(model: FittedModel) -> dict[str, Any]:
-    """The fitted linear model as plain numbers: ``p = sigmoid(((x − mean)/scale) · coef + intercept)``.
+    """Export the fitted linear model as plain numbers: ``p = sigmoid(((x − mean)/scale) · coef + intercept)``.
 
     Parameters
     ----------

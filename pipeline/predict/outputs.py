@@ -37,7 +37,7 @@ def _finite(x: Any) -> Any:
 
 
 def clean(obj: Any) -> Any:
-    """A JSON-safe copy: string keys, lists for tuples, Python scalars for numpy ones, None for NaN/inf."""
+    """Return a JSON-safe copy: string keys, lists for tuples, Python scalars for numpy ones, None for NaN/inf."""
     if isinstance(obj, dict):
         return {str(k): clean(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
@@ -48,7 +48,7 @@ def clean(obj: Any) -> Any:
 
 
 def plot_tables(ev: Evaluation) -> dict[str, Any]:
-    """The plot tables (pandas DataFrames) of an evaluation: roc, pr, calibration, km, cif, subgroups."""
+    """Build the plot tables (pandas DataFrames) of an evaluation: roc, pr, calibration, km, cif, subgroups."""
     import pandas as pd
 
     roc, pr, cal, sub = [], [], [], []

@@ -20,8 +20,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
-from pipeline.exceptions import CohortError, InputSchemaError, MissingInputError
+from pipeline.exceptions import CohortError
 from pipeline.predict import metrics as M
+from pipeline.predict.inputs import read_embeddings, read_labels, representation_paths
 from pipeline.predict.models import MODEL_NAMES, FittedModel, ModelUnavailable, fit_model
 from pipeline.predict.truth import OutcomeTruth, outcome_truth
 from pipeline.schema import SPLITS
@@ -165,57 +166,8 @@ def is_baseline(representation: str, config: PredictConfig) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Inputs
+# Splits
 # ----------------------------------------------------------------------------------------------------
-
-
-def read_labels(path: Path) -> pd.DataFrame:
-    """``labels.parquet`` through the one labels reader, as pandas, with ``hadm_id`` and a non-null label."""
-    from pipeline.cohort.labels import read_labels as read_cohort_labels
-
-    return read_cohort_labels(path, columns=("hadm_id", "boolean_value")).to_pandas()
-
-
-def read_embeddings(path: Path, n_rows: int) -> tuple[np.ndarray, list[str]]:
-    """One representation: (n, d) float64 matrix and its column names, checked against the labels."""
-    import pandas as pd
-
-    try:
-        df = pd.read_parquet(path)
-    except Exception as exc:  # noqa: BLE001
-        raise InputSchemaError(
-            f"{path}: cannot read parquet ({type(exc).__name__}: {exc}); rerun `ehr-hcl embed`"
-        ) from None
-    if len(df) != n_rows:
-        raise InputSchemaError(
-            f"{path}: {len(df)} rows but labels have {n_rows}; rerun `ehr-hcl embed` for this cohort"
-        )
-    if df.shape[1] == 0:
-        raise InputSchemaError(f"{path}: no columns; expected float columns '<structure>__<k>'")
-    for col in df.columns:
-        if not pd.api.types.is_numeric_dtype(df[col]) or pd.api.types.is_bool_dtype(df[col]):
-            raise InputSchemaError(f"{path}: column {col!r} has dtype {df[col].dtype}; expected float32")
-    X = df.to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(X)
-    if bad.any():
-        j = int(np.where(bad.any(axis=0))[0][0])
-        raise InputSchemaError(
-            f"{path}: column {df.columns[j]!r} has {int(bad[:, j].sum())} NaN/inf value(s); the embed stage must write finite values"
-        )
-    return X, [str(c) for c in df.columns]
-
-
-def representation_paths(embeddings_dir: Path) -> list[Path]:
-    """The ``<representation>.parquet`` files of ``embeddings_dir``, in file-name order."""
-    embeddings_dir = Path(embeddings_dir)
-    if not embeddings_dir.is_dir():
-        raise MissingInputError(f"{embeddings_dir}: embeddings folder not found; run `ehr-hcl embed` first")
-    paths = sorted(embeddings_dir.glob("*.parquet"))
-    if not paths:
-        raise MissingInputError(
-            f"{embeddings_dir}: no <representation>.parquet files; run `ehr-hcl embed` first"
-        )
-    return paths
 
 
 def split_data(labels: pd.DataFrame, labels_path: Path, config: PredictConfig) -> SplitData:

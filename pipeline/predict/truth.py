@@ -93,7 +93,7 @@ class OutcomeTruth:
 
 
 def outcome_truth(truth_path: str | Path, labels_path: str | Path) -> OutcomeTruth:
-    """The truth of the outcome that the cohort at ``labels_path`` names.
+    """Read the truth of the outcome that the cohort at ``labels_path`` names.
 
     Parameters
     ----------

@@ -21,9 +21,8 @@ def _png(fig) -> bytes:
 
 def heatmap_figure(matrix: Any, title: str) -> bytes:
     """Heatmap of a DataFrame (index = modality, columns = structures), values annotated."""
-    import numpy as np
-
     import matplotlib
+    import numpy as np
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -14,7 +14,6 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -206,7 +205,7 @@ def _discovery(path: Path) -> list[list[str]] | None:
 
 
 def _figure(plots_dir: Path, name: str, caption: str) -> dict:
-    """A PNG the predict stage drew (``b64`` None when it is absent)."""
+    """Embed a PNG the predict stage drew (``b64`` None when it is absent)."""
     path = plots_dir / f"{name}.png"
     return {"b64": _b64(path.read_bytes()) if path.exists() else None, "caption": caption, "file": path.name}
 

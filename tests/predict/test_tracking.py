@@ -246,7 +246,11 @@ def test_runs_show_their_dataset_inputs_and_experiment_kind(tracked):
 
     seen = inputs(parent)
     assert set(seen) == {"labels", "hcl", "raw"}
-    for name, path in (("labels", c["labels"]), ("hcl", c["emb"] / "hcl.parquet"), ("raw", c["emb"] / "raw.parquet")):
+    for name, path in (
+        ("labels", c["labels"]),
+        ("hcl", c["emb"] / "hcl.parquet"),
+        ("raw", c["emb"] / "raw.parquet"),
+    ):
         digest, source, tags = seen[name]
         assert digest == file_digest(path) and len(digest) == 32
         assert str(Path(path).resolve()) in source
@@ -321,4 +325,7 @@ def test_dvc_temp_experiments_track_into_the_project_store(tmp_path):
     subprocess.run(["git", "init", "-q", str(copy)], check=True)
     assert project_root(copy) == project.resolve()
     assert project_root(project) == project.resolve()
-    assert resolve_tracking_uri(TrackingConfig(), root=project_root(copy)) == f"sqlite:///{project.resolve() / 'mlflow.db'}"
+    assert (
+        resolve_tracking_uri(TrackingConfig(), root=project_root(copy))
+        == f"sqlite:///{project.resolve() / 'mlflow.db'}"
+    )

@@ -34,6 +34,7 @@ def build_inputs(root: Path, n_subjects: int, seed: int = 0) -> dict:
         {
             "subject_id": subject,
             "hadm_id": subject + 1_000_000,
+            "prediction_time": pd.Timestamp("2150-01-01") + pd.to_timedelta(np.arange(n), unit="h"),
             "boolean_value": y,
             "split": assign_splits(subject, seed=1),
             "event_time_days": np.minimum(t, 30.0),
