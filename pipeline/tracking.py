@@ -291,7 +291,7 @@ def log_dataset(path: str | Path, name: str, context: str, targets: str | None =
         dataset = mlflow.data.from_pandas(
             df, source=str(path), name=name, digest=file_digest(path), targets=targets
         )
-    mlflow.log_input(dataset, context=context)
+        mlflow.log_input(dataset, context=context)  # the schema is inferred here
     return dataset, context
 
 

@@ -132,7 +132,7 @@ def log_model(model: FittedModel, example) -> str | None:
     """Log ``model`` into the active run; returns its URI (None when it cannot be exported).
 
     Linear models are logged as JSON weights (served by :mod:`pipeline.serving`); the others as their
-    fitted scikit-learn ``Pipeline(StandardScaler, model)`` in skops format.
+    fitted scikit-learn ``Pipeline(StandardScaler, model)`` in skops format (see :func:`served_pipeline`).
     """
     from pipeline.predict.models import LINEAR_MODELS, linear_weights
 
@@ -143,4 +143,17 @@ def log_model(model: FittedModel, example) -> str | None:
             logger.warning("%s: cannot export weights as JSON (%s); model not logged", model.name, exc)
             return None
         return T.log_linear_model(weights, example)
-    return T.log_sklearn_model(model.estimator, example)
+    return T.log_sklearn_model(served_pipeline(model, example), example)
+
+
+def served_pipeline(model: FittedModel, example) -> Any:
+    """Put the fitted ``Pipeline(StandardScaler, model)`` behind a column selector fitted on ``example``.
+
+    The models were fitted on arrays; the selector gives the logged model its column names, so a DataFrame
+    is read by name (any order; a missing column is an error), as the MLflow signature promises.
+    """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+
+    select = ColumnTransformer([("columns", "passthrough", list(model.columns))], remainder="drop")
+    return Pipeline([("columns", select.fit(example)), *model.estimator.steps])

@@ -109,3 +109,27 @@ def test_group_lasso_keeps_the_outcome_relevant_structure_and_exports_json():
     assert auroc(y[750:], p) > 0.8
     served = LinearProbabilityModel(linear_weights(m))
     np.testing.assert_allclose(served.predict(X[750:]), p, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["hgb", "mlp"])
+def test_served_pipeline_reads_columns_by_name_and_loads_from_skops(xy, tmp_path, name):
+    """The logged scikit-learn model: columns by name in any order, scikit-learn types only in its file."""
+    import pandas as pd
+    import skops.io as sio
+
+    from pipeline.predict.run import summary_rows
+    from pipeline.predict.track import served_pipeline
+    from pipeline.tracking import SKOPS_TRUSTED_TYPES
+
+    X, y, cols = xy
+    m = fit_model(name, X[:300], y[:300], X[300:450], y[300:450], cols, seed=0)
+    served = served_pipeline(m, summary_rows(X[:300], cols))
+    df = pd.DataFrame(X[450:], columns=cols)[list(reversed(cols))]
+    np.testing.assert_allclose(served.predict_proba(df)[:, 1], m.predict_proba(X[450:]), rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError):
+        served.predict_proba(df.drop(columns=[cols[0]]))
+    sio.dump(served, tmp_path / "model.skops")
+    untrusted = sio.get_untrusted_types(file=tmp_path / "model.skops")
+    assert set(untrusted) <= set(SKOPS_TRUSTED_TYPES), untrusted
+    loaded = sio.load(tmp_path / "model.skops", trusted=SKOPS_TRUSTED_TYPES)
+    np.testing.assert_array_equal(loaded.predict_proba(df), served.predict_proba(df))
