@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -81,6 +80,7 @@ def cmd_embed(args) -> dict:
 
 
 def cmd_predict(args) -> dict:
+    """Run the predict stage for one cohort; returns its metrics dict."""
     from pipeline.predict import PredictConfig, PredictInputs, predict
     from pipeline.tracking import TrackingConfig
 
@@ -93,14 +93,16 @@ def cmd_predict(args) -> dict:
         metrics_path=args.metrics,
         plots_dir=args.plots,
         truth_path=args.truth,
+        features_dir=getattr(args, "features", None),
         params=read_params(args.params),  # nested; tracking flattens it to embed.hcl.lr-style keys
-        tags={"data_source": args.source_name, **_provenance_tags(args.cohort)},
+        tags={"data_source": args.source_name, **_provenance_tags(args.labels)},
         progress=_progress(args),
     )
     return predict(inputs, config, tracking)
 
 
 def cmd_report(args) -> Path:
+    """Write the HTML report of one cohort; returns its path."""
     from pipeline.report import ReportConfig, build_report
 
     ws = Workspace(args.workspace)
@@ -123,6 +125,7 @@ def cmd_report(args) -> Path:
 
 
 def cmd_compare(args) -> None:
+    """Print the table of the latest MLflow runs, best first."""
     from pipeline.compare import compare
     from pipeline.tracking import TrackingConfig
 
@@ -210,21 +213,15 @@ def _ns(**kwargs: Any):
     return argparse.Namespace(**kwargs)
 
 
-def _provenance_tags(cohort: str) -> dict[str, str]:
-    tags = {}
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
-        ).stdout.strip()
-        if commit:
-            tags["git_commit"] = commit
-    except (OSError, subprocess.TimeoutExpired):
-        pass
-    base = cohort.split(".")[-1]
-    yaml_path = Path("cohorts") / f"{base}.yaml"
-    if yaml_path.exists():
-        tags["cohort_yaml_sha256"] = hashlib.sha256(yaml_path.read_bytes()).hexdigest()[:16]
-    return tags
+def _provenance_tags(labels: Path) -> dict[str, str]:
+    """Hash of the cohort definition the labels were built from (the ``cohort.yaml`` written beside them).
+
+    The commit is tagged by the predict stage itself (:func:`pipeline.workspace.git_commit`).
+    """
+    from pipeline.cohort.labels import cohort_spec_path
+
+    path = cohort_spec_path(labels)
+    return {"cohort_yaml_sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:16]} if path.exists() else {}
 
 
 def summary_table(ws: Workspace, cohorts: list[str] | None = None, params_path: Path | None = None) -> str:

@@ -99,6 +99,9 @@ class PredictInputs(BaseModel):
         ``subgroups.csv`` (held_out AUROC per subgroup level, small groups flagged) and PNGs.
     truth_path : synthetic truth ``admissions.parquet`` (hadm_id + true probabilities), with
         ``structure.json`` beside it, for the oracle AUROC and the structure-selection check; None to skip.
+    features_dir : the cohort's features folder (``<modality>.parquet``, ``mask.parquet``); when given, the
+        parent MLflow run lists each modality's feature matrix as a dataset input too (the evaluation reads
+        only the representations). None to skip.
     params : params to log on the parent MLflow run (nested dicts are flattened).
     tags : extra tags for the parent run (e.g. cohort_yaml_sha256, data_source).
     progress : show a progress bar.
@@ -112,6 +115,7 @@ class PredictInputs(BaseModel):
     metrics_path: Path
     plots_dir: Path
     truth_path: Path | None = None
+    features_dir: Path | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     tags: dict[str, Any] = Field(default_factory=dict)
     progress: bool = True

@@ -55,6 +55,8 @@ def track(
         T.log_params({**inputs.params, "predict": config.model_dump()})
         labels_input = T.log_dataset(inputs.labels_path, "labels", context="labels", targets="boolean_value")
         rep_inputs = {p.stem: T.log_dataset(p, p.stem, context="representation") for p in rep_paths}
+        for path in feature_paths(inputs.features_dir):
+            T.log_dataset(path, f"features/{path.stem}", context="features")
         for pair in ev.pairs:
             key = (pair.representation, pair.model.name)
             datasets = [labels_input, rep_inputs[pair.representation]]
@@ -78,6 +80,17 @@ def track(
         T.log_artifacts(artifacts, artifact_path="figures")
         if champion and tracking.register_champion:
             _register(ev, tracking, cohort, champion, run_ids, model_uris)
+
+
+def feature_paths(features_dir: Path | None) -> list[Path]:
+    """The modality matrices of a features folder (the columns of its ``mask.parquet``) and the mask."""
+    if features_dir is None or not (Path(features_dir) / "mask.parquet").exists():
+        return []
+    import pyarrow.parquet as pq
+
+    mask = Path(features_dir) / "mask.parquet"
+    modalities = pq.read_schema(mask).names
+    return [p for m in modalities if (p := Path(features_dir) / f"{m}.parquet").exists()] + [mask]
 
 
 def _log_child(

@@ -35,8 +35,15 @@ def tracked(tmp_path_factory, cohort_factory):
         subgroup_resamples=0,
         survival_resamples=0,
     )
+    feats = root / "features"
+    feats.mkdir()
+    n = len(pd.read_parquet(c["labels"]))
+    pd.DataFrame({"codes": np.ones(n, bool), "labs": np.arange(n) % 3 > 0}).to_parquet(feats / "mask.parquet")
+    for m in ("codes", "labs"):
+        pd.DataFrame({f"{m}__0": np.zeros(n, "float32")}).to_parquet(feats / f"{m}.parquet")
     inputs = PredictInputs(
         cohort=TASK,
+        features_dir=feats,
         labels_path=c["labels"],
         embeddings_dir=c["emb"],
         metrics_path=root / "metrics.json",
@@ -245,7 +252,11 @@ def test_runs_show_their_dataset_inputs_and_experiment_kind(tracked):
         }
 
     seen = inputs(parent)
-    assert set(seen) == {"labels", "hcl", "raw"}
+    assert set(seen) == {"labels", "hcl", "raw", "features/codes", "features/labs", "features/mask"}
+    feats = tracked["root"] / "features"
+    for m in ("codes", "labs", "mask"):
+        digest, _, tags = seen[f"features/{m}"]
+        assert digest == file_digest(feats / f"{m}.parquet") and tags["mlflow.data.context"] == "features"
     for name, path in (
         ("labels", c["labels"]),
         ("hcl", c["emb"] / "hcl.parquet"),
