@@ -2,7 +2,8 @@
 
 Each function takes a pandas DataFrame in the layout of the corresponding CSV under ``plots/<cohort>/``
 and returns PNG bytes; nothing here reads or writes files. The predict stage writes them as
-``plots/<cohort>/*.png`` and logs them to MLflow; the report embeds those files. Only aggregates are drawn.
+``plots/<cohort>/*.png`` and logs them to MLflow; the report draws the same figures from the CSV tables.
+Only aggregates are drawn.
 """
 
 from __future__ import annotations

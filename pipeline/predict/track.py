@@ -83,7 +83,7 @@ def track(
 
 
 def feature_paths(features_dir: Path | None) -> list[Path]:
-    """The modality matrices of a features folder (the columns of its ``mask.parquet``) and the mask."""
+    """List the modality matrices of a features folder (the columns of its ``mask.parquet``) and the mask."""
     if features_dir is None or not (Path(features_dir) / "mask.parquet").exists():
         return []
     import pyarrow.parquet as pq

@@ -1,7 +1,7 @@
 """The report's own figure: the variance-explained heatmap of each fitted HCL model (PNG bytes).
 
-The ROC, precision–recall, calibration and survival figures are drawn by the predict stage
-(:mod:`pipeline.predict.figures`); the report embeds the PNG files it wrote.
+The ROC, precision–recall, calibration and survival figures belong to the predict stage
+(:mod:`pipeline.predict.figures`); the report draws them from its tables with those functions.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 The page is the jinja2 template ``templates/report.html.j2`` (autoescaped); this module gathers what it
 shows from the files earlier stages wrote: the cohort folder, the features mask, the HCL summaries, the
-metrics JSON (read through :mod:`pipeline.results`) and the figures the predict stage drew. Every section
+metrics JSON (read through :mod:`pipeline.results`) and the predict stage's plot tables, drawn with its own
+figure functions. Every section
 is a ``<section id="…">`` with a stable id (see :data:`SECTION_IDS`), so tests and readers can find it. A
 section whose input file is absent says so instead of disappearing.
 """
@@ -204,10 +205,22 @@ def _discovery(path: Path) -> list[list[str]] | None:
     ]
 
 
-def _figure(plots_dir: Path, name: str, caption: str) -> dict:
-    """Embed a PNG the predict stage drew (``b64`` None when it is absent)."""
-    path = plots_dir / f"{name}.png"
-    return {"b64": _b64(path.read_bytes()) if path.exists() else None, "caption": caption, "file": path.name}
+def _figure(plots_dir: Path, name: str, caption: str, ylabel: str | None = None) -> dict:
+    """Draw one of the predict stage's figures from its plot table (``b64`` None when the table is absent).
+
+    The drawing is the predict stage's own (:mod:`pipeline.predict.figures`), from the CSV it wrote: the
+    tables are what DVC tracks, the PNG files beside them are not.
+    """
+    import pandas as pd
+
+    from pipeline.predict.figures import curve_figure, survival_figure
+
+    path = plots_dir / f"{name}.csv"
+    if not path.exists():
+        return {"b64": None, "caption": caption, "file": path.name}
+    df = pd.read_csv(path)
+    png = survival_figure(df, ylabel) if ylabel else curve_figure(df, name)
+    return {"b64": _b64(png), "caption": caption, "file": path.name, "rows": len(df)}
 
 
 def _read_subgroups(plots_dir: Path):
@@ -264,14 +277,14 @@ def _survival(plots_dir: Path, metrics: dict) -> dict:
         for rep, s in surv.items()
     ]
     figures = [
-        _figure(plots_dir, name, caption)
-        for name, caption in (
-            ("km", "Kaplan–Meier curves by predicted-risk tertile"),
-            ("cif", "Aalen–Johansen cumulative incidence by predicted-risk tertile"),
+        _figure(plots_dir, name, caption, ylabel)
+        for name, ylabel, caption in (
+            ("km", "outcome-free survival", "Kaplan–Meier curves by predicted-risk tertile"),
+            ("cif", "cumulative incidence", "Aalen–Johansen cumulative incidence by predicted-risk tertile"),
         )
-        if (plots_dir / f"{name}.png").exists()
+        if (plots_dir / f"{name}.csv").exists()
     ]
-    return {"c_index": c_index, "figures": figures}
+    return {"c_index": c_index, "figures": [f for f in figures if f["rows"]]}
 
 
 def _comparison(metrics: dict) -> dict:
@@ -383,8 +396,8 @@ def build_report(
     embeddings_dir : folder of representation parquet files (only their names are shown).
     models_dir : folder of ``<method>/variance_explained.csv`` written by the embed stage.
     metrics_path : the predict stage's metrics JSON (required).
-    plots_dir : the predict stage's figures (``roc.png``, ``pr.png``, ``calibration.png``, ``km.png``,
-        ``cif.png``) and ``subgroups.csv``.
+    plots_dir : the predict stage's tables (``roc.csv``, ``pr.csv``, ``calibration.csv``, ``km.csv``,
+        ``cif.csv``, ``subgroups.csv``).
     output_html : where to write the report (atomically).
     config : :class:`ReportConfig` (defaults if None).
 
