@@ -175,3 +175,36 @@ def test_group_lasso_that_keeps_nothing_is_reported(cohort, tmp_path, caplog):
     assert gl["selected_structures"] == [] and gl["auroc"] == pytest.approx(0.5)
     assert "noise + group_lasso kept no block" in caplog.text
     assert "hcl + group_lasso kept no block" not in caplog.text
+
+
+def test_the_cohort_yaml_not_its_name_picks_the_oracle_and_outcome_structures(cohort, tmp_path):
+    """A cohort named like readmission but defined as in-hospital death is scored against p_mortality, and
+    the other way round: the outcome comes from cohort.yaml (outcome.key), never from the cohort's name."""
+    from pathlib import Path
+
+    fast = dict(
+        models=["logistic", "group_lasso"], bootstrap_resamples=20, subgroup_resamples=0, survival=False
+    )
+
+    def run(name, out):
+        inputs = PredictInputs(
+            cohort=name,
+            labels_path=cohort["labels"],
+            embeddings_dir=cohort["emb"],
+            metrics_path=out / "m.json",
+            plots_dir=out / "p",
+            truth_path=cohort["truth"],
+            progress=False,
+        )
+        return predict(inputs, PredictConfig(**fast), None)
+
+    res = run("readmission_30d", tmp_path / "a")
+    assert res["oracle"]["column"] == "p_mortality" and res["truth_outcome_structures"] == ["codes+labs"]
+    root = Path(__file__).resolve().parents[2]
+    yaml = (root / "cohorts" / "readmission_30d.yaml").read_text()
+    (cohort["labels"].parent / "cohort.yaml").write_text(yaml)
+    res = run("in_hospital_mortality", tmp_path / "b")
+    assert res["oracle"]["column"] == "p_readmission_30d" and res["truth_outcome_structures"] == ["codes"]
+    gl = res["results"]["hcl"]["group_lasso"]
+    assert gl["selected_structures"] == ["codes+labs"]  # what the data say, whatever the truth file claims
+    assert gl["selection_precision"] == 0.0 and gl["selection_recall"] == 0.0
