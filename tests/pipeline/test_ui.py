@@ -24,13 +24,16 @@ def _free_port() -> int:
 
 
 def _store_processes(store: Path) -> list[psutil.Process]:
+    """Processes that name the store in their command line or environment (mlflow passes it to its
+    uvicorn/gunicorn workers through environment variables)."""
     out = []
     for p in psutil.process_iter(["cmdline"]):
         try:
-            if any(str(store) in part for part in p.info["cmdline"] or []):
-                out.append(p)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            seen = list(p.info["cmdline"] or []) + list(p.environ().values())
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
+        if any(str(store) in part for part in seen):
+            out.append(p)
     return out
 
 
