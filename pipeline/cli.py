@@ -170,6 +170,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--metrics", type=Path, required=True, help="metrics JSON to write")
     p.add_argument("--plots", type=Path, required=True, help="folder for plot data and figures")
     p.add_argument("--truth", type=Path, default=None, help="synthetic truth admissions.parquet (oracle AUROC)")
+    p.add_argument("--features", type=Path, default=None, help="features folder: MLflow dataset inputs (optional)")
     p.add_argument("--source-name", default="synthetic", help="data source tag for MLflow")
 
     p = stage("report", "self-contained HTML report for one cohort")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pipeline.exceptions import ConfigError, MissingInputError
 from pipeline.params import load_section, read_params
-from pipeline.workspace import Workspace, check_name, git_commit
+from pipeline.workspace import Workspace, check_name
 
 log = logging.getLogger("ehr_hcl")
 
@@ -86,27 +86,27 @@ def predict_step(
     progress: bool,
     truth: Path | None = None,
     source_name: str | None = None,
+    features: Path | None = None,
 ) -> dict:
     """Fit and evaluate the downstream models on every representation; log them to MLflow."""
-    from pipeline.predict import PredictConfig, predict
+    from pipeline.predict import PredictConfig, PredictInputs, predict
     from pipeline.tracking import TrackingConfig
 
     config = load_section("predict", PredictConfig, params)
     tracking = load_section("tracking", TrackingConfig, params)
-    tags = {"data_source": source_name, **_provenance_tags(cohort)}
-    return predict(
-        cohort,
-        labels,
-        embeddings,
-        metrics,
-        plots,
-        config,
-        tracking,
+    inputs = PredictInputs(
+        cohort=cohort,
+        labels_path=labels,
+        embeddings_dir=embeddings,
+        metrics_path=metrics,
+        plots_dir=plots,
         truth_path=truth,
-        params_flat=read_params(params),  # nested; tracking flattens it to embed.hcl.lr-style keys
-        tags=tags,
+        features_dir=features,
+        params=read_params(params),  # nested; tracking flattens it to embed.hcl.lr-style keys
+        tags={"data_source": source_name, **_provenance_tags(labels)},
         progress=progress,
     )
+    return predict(inputs, config, tracking)
 
 
 def report_step(cohort: str, workspace: Path, output: Path | None, params: Path | None) -> Path:
@@ -182,6 +182,7 @@ def cmd_predict(args) -> dict:
         not args.quiet,
         truth=args.truth,
         source_name=args.source_name,
+        features=args.features,
     )
 
 
@@ -205,11 +206,13 @@ def cmd_summary(args) -> None:
 
 
 def cmd_ui(args) -> None:
-    """Handle `ehr-hcl ui`."""
+    """Serve the MLflow UI on the project's store; exit with the server's code (143 after SIGTERM)."""
     from pipeline.tracking import TrackingConfig, ui
 
     tracking = load_section("tracking", TrackingConfig, args.params)
-    ui(tracking, host=args.host, port=args.port)
+    code = ui(tracking, host=args.host, port=args.port)
+    if code:
+        raise SystemExit(code)
 
 
 def cmd_run(args) -> None:
@@ -249,6 +252,7 @@ def cmd_run(args) -> None:
             progress,
             truth=truth,
             source_name=source_name,
+            features=ws.features(name),
         )
         report_step(name, ws.root, None, params)
     print(summary_table(ws, [p.stem for p in cohort_files], params_path=params))
@@ -266,21 +270,20 @@ def experiment_name(ws: Workspace, cohort: str) -> str:
     return f"{root.name}.{cohort}"
 
 
-def _provenance_tags(cohort: str) -> dict[str, str]:
-    tags = {}
-    commit = git_commit()
-    if commit:
-        tags["git_commit"] = commit
-    base = cohort.split(".")[-1]
-    yaml_path = Path("cohorts") / f"{base}.yaml"
-    if yaml_path.exists():
-        tags["cohort_yaml_sha256"] = hashlib.sha256(yaml_path.read_bytes()).hexdigest()[:16]
-    return tags
+def _provenance_tags(labels: Path) -> dict[str, str]:
+    """Hash of the cohort definition the labels were built from (the ``cohort.yaml`` written beside them).
+
+    The commit is tagged by the predict stage itself (:func:`pipeline.workspace.git_commit`).
+    """
+    from pipeline.cohort.labels import cohort_spec_path
+
+    path = cohort_spec_path(labels)
+    return {"cohort_yaml_sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:16]} if path.exists() else {}
 
 
 def summary_table(ws: Workspace, cohorts: list[str] | None = None, params_path: Path | None = None) -> str:
     """Held_out metrics per task x representation x model from metrics JSON, plus where things are."""
-    from pipeline.predict import summarize_metrics
+    from pipeline.results import summarize_metrics
 
     metrics_dir = ws.root / "metrics"
     if cohorts is None:

@@ -6,27 +6,16 @@ AUROC [95% CI], AUPRC [95% CI], Brier, C-index. Rows are sorted by task, then AU
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
+
+from pipeline.results import fmt_ci, fmt_num, format_table
 
 COLUMNS = ("task", "representation", "model", "AUROC [95% CI]", "AUPRC [95% CI]", "Brier", "C-index")
 
 
-def _num(v: Any, digits: int = 3) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "–"
-    return f"{v:.{digits}f}"
-
-
-def _ci(row: dict, name: str) -> str:
-    if row.get(name) is None:
-        return "–"
-    return f"{_num(row.get(name))} [{_num(row.get(name + '_lo'))}, {_num(row.get(name + '_hi'))}]"
-
-
 def comparison_rows(runs: list[dict[str, Any]]) -> list[tuple[str, ...]]:
-    """Formatted rows (see :data:`COLUMNS`) from :func:`pipeline.tracking.task_runs` output, best first."""
+    """Format rows (see :data:`COLUMNS`) from :func:`pipeline.tracking.task_runs` output, best first."""
     ordered = sorted(
         runs,
         key=lambda r: (
@@ -41,26 +30,17 @@ def comparison_rows(runs: list[dict[str, Any]]) -> list[tuple[str, ...]]:
             r["task"],
             r["representation"],
             r["model"],
-            _ci(r, "auroc"),
-            _ci(r, "auprc"),
-            _num(r.get("brier")),
-            _num(r.get("c_index")),
+            fmt_ci(r, "auroc"),
+            fmt_ci(r, "auprc"),
+            fmt_num(r.get("brier")),
+            fmt_num(r.get("c_index")),
         )
         for r in ordered
     ]
 
 
-def format_table(rows: list[tuple[str, ...]], columns: tuple[str, ...] = COLUMNS) -> str:
-    """Plain-text table with aligned columns."""
-    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
-    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
-    out = [line, "  ".join("-" * w for w in widths)]
-    out += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join(out)
-
-
 def compare(task: str | None, tracking) -> str:
-    """The comparison table for ``task`` (or every task) as text.
+    """Build the comparison table for ``task`` (or every task) as text.
 
     Parameters
     ----------
@@ -85,4 +65,4 @@ def compare(task: str | None, tracking) -> str:
             + (f" for task {task!r}" if task else "")
             + "; run `ehr-hcl predict` first"
         )
-    return format_table(comparison_rows(runs))
+    return format_table(comparison_rows(runs), COLUMNS)

@@ -5,21 +5,28 @@ representation × model. The tracking store is SQLite at an **absolute** path (`
 by default) with artifacts beside it (``<project root>/mlartifacts``), so runs started from a DVC
 experiment copy land in the project's store.
 
-Runs are opened with :func:`tracked_run`, which ends them FINISHED, FAILED (any exception) or KILLED
-(Ctrl-C). Models are logged without pickle: linear models as JSON weights behind a pyfunc loader module,
-scikit-learn models in skops format made of scikit-learn types only. mlflow is imported lazily.
+Experiments are tagged ``mlflow.experimentKind = custom_model_development``, so the MLflow UI (3.x) opens
+them in its model-training view (runs, metrics, models) rather than its GenAI traces page. Runs are opened
+with :func:`tracked_run`, which ends them FINISHED, FAILED (any exception) or KILLED (Ctrl-C). The data a
+run saw is logged as MLflow dataset inputs (:func:`log_dataset`: name, source path and a digest of the file).
+Models are logged without pickle: linear models as JSON weights behind the pyfunc loader module
+:mod:`pipeline.serving`, scikit-learn models in skops format made of scikit-learn types only. mlflow is
+imported lazily.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import logging
 import math
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -35,7 +42,14 @@ ROLE_TAG = "ehr_hcl.role"
 # HistGradientBoosting stores its trees as TreePredictor, a scikit-learn type skops does not trust by default
 # (a *tampered* file could hold out-of-range node indices). We trust exactly this one scikit-learn type for
 # models this project logged into its own artifact store; nothing outside scikit-learn is ever trusted.
-SKOPS_TRUSTED_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
+# MLPClassifier keeps its Adam optimiser state (for partial_fit) in the fitted model: a scikit-learn type too.
+SKOPS_TRUSTED_TYPES = [
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+]
+#: experiment tag that makes the MLflow UI open an experiment in its model-training view
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 PIP_REQUIREMENTS = ["mlflow>=3.0,<4", "scikit-learn>=1.4", "numpy>=1.26", "pandas>=2.1,<3", "skops"]
 MAX_PARAM_LEN = 6000
 
@@ -59,7 +73,7 @@ class TrackingConfig(BaseModel):
 
 
 def project_root(cwd: Path | None = None) -> Path:
-    """The git top of ``cwd`` (default: the working directory), else ``cwd`` itself, absolute.
+    """Return the git top of ``cwd`` (default: the working directory), else ``cwd`` itself, absolute.
 
     ``dvc exp run --queue`` and ``--temp`` run each experiment in a temporary git copy under
     ``<project>/.dvc/tmp/exps/``; the project is the folder above that ``.dvc``, so their MLflow runs
@@ -133,12 +147,20 @@ def _mlflow(cfg: TrackingConfig):
 
 
 def ensure_experiment(cfg: TrackingConfig, name: str) -> str:
-    """Id of experiment ``name``, created with an absolute artifact location if absent."""
+    """Id of experiment ``name``, created with an absolute artifact location if absent.
+
+    The experiment carries ``mlflow.experimentKind = custom_model_development`` (set on an older experiment
+    that lacks it), so the MLflow UI shows it as model training, not GenAI.
+    """
     mlflow = _mlflow(cfg)
     exp = mlflow.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    return mlflow.create_experiment(name, artifact_location=resolve_artifact_root(cfg))
+    if exp is None:
+        return mlflow.create_experiment(
+            name, artifact_location=resolve_artifact_root(cfg), tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+        )
+    if exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+        mlflow.MlflowClient().set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return exp.experiment_id
 
 
 @contextlib.contextmanager
@@ -174,7 +196,7 @@ def tracked_run(
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` → ``{"a.b": 1}``."""
+    """Flatten nested mappings: ``{"a": {"b": 1}}`` → ``{"a.b": 1}``."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
@@ -214,12 +236,14 @@ def log_metrics(metrics: Mapping[str, Any]) -> None:
 
 
 def set_tags(tags: Mapping[str, Any]) -> None:
+    """Set the non-None ``tags`` (values stringified) on the active run."""
     import mlflow
 
     mlflow.set_tags({k: str(v) for k, v in tags.items() if v is not None})
 
 
 def log_artifacts(paths: list[Path], artifact_path: str | None = None) -> None:
+    """Log the existing files of ``paths`` into the active run, under ``artifact_path``."""
     import mlflow
 
     for p in paths:
@@ -227,15 +251,71 @@ def log_artifacts(paths: list[Path], artifact_path: str | None = None) -> None:
             mlflow.log_artifact(str(p), artifact_path=artifact_path)
 
 
+def file_digest(path: str | Path) -> str:
+    """Return the first 32 hex digits of the SHA-256 of a file's bytes (an MLflow dataset digest holds 36)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:32]
+
+
+def log_dataset(path: str | Path, name: str, context: str, targets: str | None = None) -> tuple[Any, str]:
+    """Log a parquet file the active run read as an MLflow dataset input.
+
+    Parameters
+    ----------
+    path : str or Path
+        The parquet file (its absolute path is the dataset's source).
+    name : str
+        The dataset's name in the UI (e.g. ``labels``, a representation's name).
+    context : str
+        How the run used it (``mlflow.data.context`` tag), e.g. ``labels`` or ``representation``.
+    targets : str, optional
+        The label column, if any.
+
+    Returns
+    -------
+    (Dataset, str)
+        The dataset and its context, to log again into nested runs with :func:`log_inputs`.
+    """
+    import mlflow
+    import pandas as pd
+
+    path = Path(path).resolve()
+    df = pd.read_parquet(path)
+    with warnings.catch_warnings():
+        # mlflow hints that a local path "can be interpreted in multiple ways" (both are the local-file source)
+        # and that integer columns cannot hold missing values (a model-signature hint): neither applies here
+        warnings.simplefilter("ignore", UserWarning)
+        dataset = mlflow.data.from_pandas(
+            df, source=str(path), name=name, digest=file_digest(path), targets=targets
+        )
+        mlflow.log_input(dataset, context=context)  # the schema is inferred here
+    return dataset, context
+
+
+def log_inputs(datasets: list[tuple[Any, str]]) -> None:
+    """Log datasets made by :func:`log_dataset` (with their contexts) into the active run."""
+    import mlflow
+
+    if datasets:
+        mlflow.log_inputs(
+            datasets=[d for d, _ in datasets],
+            contexts=[c for _, c in datasets],
+            tags_list=[None] * len(datasets),
+        )
+
+
 def log_linear_model(weights: dict[str, Any], input_example, name: str = "model") -> str:
-    """Log a linear model as JSON weights behind ``pipeline.predict.models._load_pyfunc``; returns its URI.
+    """Log a linear model as JSON weights behind the loader module :mod:`pipeline.serving`; returns its URI.
 
     ``input_example`` must be synthetic or summary rows (a DataFrame with the model's columns).
     """
     import mlflow
     from mlflow.models import infer_signature
 
-    from pipeline.predict.models import LinearProbabilityModel
+    from pipeline.serving import LinearProbabilityModel
 
     output = LinearProbabilityModel(weights).predict(input_example)
     with tempfile.TemporaryDirectory() as tmp:
@@ -243,7 +323,7 @@ def log_linear_model(weights: dict[str, Any], input_example, name: str = "model"
         write_json(weights, path)
         info = mlflow.pyfunc.log_model(
             name=name,
-            loader_module="pipeline.predict.models",
+            loader_module="pipeline.serving",
             data_path=str(path),
             signature=infer_signature(input_example, output),
             input_example=input_example,
@@ -289,7 +369,7 @@ def register_champion(cfg: TrackingConfig, model_uri: str, task: str) -> int:
 
 
 def load_champion(cfg: TrackingConfig, task: str):
-    """The pyfunc model of ``models:/<task>@champion``."""
+    """Load the pyfunc model of ``models:/<task>@champion``."""
     mlflow = _mlflow(cfg)
     return mlflow.pyfunc.load_model(f"models:/{task}@champion")
 
@@ -345,7 +425,7 @@ def task_runs(cfg: TrackingConfig, task: str | None = None) -> list[dict[str, An
 
 
 def ui_command(cfg: TrackingConfig, host: str = "127.0.0.1", port: int = 5000) -> list[str]:
-    """The ``mlflow ui`` command line for the project's store."""
+    """Build the ``mlflow ui`` command line for the project's store."""
     exe = Path(sys.executable).parent / "mlflow"
     base = [str(exe)] if exe.exists() else [sys.executable, "-m", "mlflow"]
     cmd = base + [
@@ -366,16 +446,75 @@ def ui_command(cfg: TrackingConfig, host: str = "127.0.0.1", port: int = 5000) -
 
 
 def ui(cfg: TrackingConfig, host: str = "127.0.0.1", port: int = 5000) -> int:
-    """Run the MLflow UI on the project's store until interrupted; returns its exit code."""
+    """Run the MLflow UI on the project's store until interrupted or terminated; returns its exit code.
+
+    The server runs in its own process group. Ctrl-C, SIGTERM or SIGHUP to this process stop the whole
+    group (the server and its workers): SIGTERM first, SIGKILL after 10 s. No MLflow process outlives it.
+
+    Parameters
+    ----------
+    cfg : TrackingConfig
+        The store to show.
+    host : str
+        Bind address; anything but loopback is reachable from other machines (a warning says so).
+    port : int
+        Port.
+
+    Returns
+    -------
+    int
+        The server's exit code; 130 after Ctrl-C, 143 after SIGTERM.
+    """
     if host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("mlflow ui will listen on %s: reachable from other machines, no authentication", host)
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
     cmd = ui_command(cfg, host, port)
     logger.info("starting: %s", " ".join(cmd))
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    received: list[int] = []
+
+    def _on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        return subprocess.run(cmd, env=env, check=False).returncode
+        return proc.wait()
     except KeyboardInterrupt:
-        return 130
+        return 128 + (received[0] if received else signal.SIGINT)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        _stop_group(proc)
+
+
+def _stop_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """SIGTERM the process group of ``proc`` (it leads its own session), SIGKILL what is left after ``grace_s``."""
+    import time
+
+    pgid = proc.pid  # start_new_session: the server leads its own group
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            proc.poll()  # reap the leader, so a zombie does not keep the group alive
+            if not _group_alive(pgid):
+                return
+            time.sleep(0.1)
+    proc.poll()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def log_metrics_to(run_id: str, metrics: Mapping[str, Any]) -> None:

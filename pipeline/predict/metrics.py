@@ -115,7 +115,7 @@ def calibration_intercept_slope(y, p, weight=None) -> tuple[float, float]:
 
 
 def ece(y, p, weight=None, n_bins: int = 10) -> float:
-    """Expected calibration error over ``n_bins`` equal-width probability bins (weighted |obs − pred|)."""
+    """Compute the expected calibration error over ``n_bins`` equal-width probability bins (weighted |obs − pred|)."""
     y, p, w = _prep(y, p, weight)
     if w.sum() <= 0:
         return float("nan")
@@ -176,6 +176,7 @@ class Estimate:
     n_valid: int  # resamples where the metric was defined
 
     def as_dict(self, name: str) -> dict[str, float]:
+        """Return ``{name: value, name_lo: lo, name_hi: hi}``."""
         return {name: self.value, f"{name}_lo": self.lo, f"{name}_hi": self.hi}
 
 

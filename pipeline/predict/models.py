@@ -1,33 +1,33 @@
 """Downstream classifiers: fit on ``train``, choose hyper-parameters on ``tuning``.
 
-Four models, all deterministic for a given seed:
+Four models, all deterministic for a given seed, each a scikit-learn ``Pipeline(StandardScaler, model)``
+(the scaler is fitted on train rows):
 
-``logistic``     L2 logistic regression on standardised columns, ``C`` chosen on tuning.
+``logistic``     L2 logistic regression, ``C`` chosen on tuning.
 ``group_lasso``  :class:`hcl.selection.GroupLassoClassifier`, one group per structure block; its penalty is
                  chosen by K-fold CV on train (1-SE rule); reports the structures it keeps (``selected_``).
-                 Skipped with a warning when :mod:`hcl.selection` is not available.
-``hgb``          histogram gradient boosting (no early stopping, so no internal random split).
+``hgb``          histogram gradient boosting, early stopping on a seeded internal validation split.
 ``mlp``          a small multi-layer perceptron (one hidden layer), ``alpha`` chosen on tuning.
 
-Linear models (logistic, group lasso) are exported as plain JSON weights (:func:`linear_weights`) and served
-by :class:`LinearProbabilityModel`, so loading them never unpickles anything. scikit-learn is imported
-inside the functions that need it.
+Hyper-parameters are chosen by :class:`~sklearn.model_selection.GridSearchCV` over a
+:class:`~sklearn.model_selection.PredefinedSplit` (fit on train, score on tuning, lowest log-loss wins); the
+winner is then refitted on train only, so held_out and tuning stay out of the fit. Linear models are exported
+as plain JSON weights (:func:`linear_weights`, served by :mod:`pipeline.serving`), so loading them never
+unpickles anything. scikit-learn is imported inside the functions that need it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hcl.preprocessing import column_scale
 from pipeline.predict.metrics import auroc
+from pipeline.serving import LINEAR_FORMAT, LinearProbabilityModel, _load_pyfunc  # noqa: F401 - loader of older runs
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,27 @@ class ModelUnavailable(RuntimeError):
 
 @dataclass
 class FittedModel:
-    """A model fitted on train, with its chosen hyper-parameters and tuning scores."""
+    """A model fitted on train, with its chosen hyper-parameters and tuning scores.
+
+    Attributes
+    ----------
+    name : str
+        One of :data:`MODEL_NAMES`.
+    estimator : sklearn.pipeline.Pipeline
+        ``Pipeline([("scale", StandardScaler()), ("model", …)])`` fitted on train rows.
+    columns : list of str
+        The representation's columns ``<structure>__<k>``.
+    groups : list of str
+        The structure of each column.
+    hyperparameters : dict
+        The chosen grid point.
+    tuning_log_loss, tuning_auroc : float
+        Scores of the chosen model on the tuning split.
+    selected_structures : list of str or None
+        The group lasso's kept structures (None for other models).
+    grid_scores : list of dict
+        Every grid point with its tuning log-loss.
+    """
 
     name: str
     estimator: Any
@@ -50,10 +70,18 @@ class FittedModel:
     hyperparameters: dict[str, Any]
     tuning_log_loss: float
     tuning_auroc: float
-    mean_: np.ndarray
-    scale_: np.ndarray
     selected_structures: list[str] | None = None
     grid_scores: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def mean_(self) -> np.ndarray:
+        """Train column means of the pipeline's scaler."""
+        return self.estimator.named_steps["scale"].mean_
+
+    @property
+    def scale_(self) -> np.ndarray:
+        """Train column scales of the pipeline's scaler (1 for a column constant on train)."""
+        return self.estimator.named_steps["scale"].scale_
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Probability of the positive class.
@@ -67,22 +95,12 @@ class FittedModel:
         -------
         p : array of shape (n,)
         """
-        Z = (np.asarray(X, dtype=np.float64) - self.mean_) / self.scale_
-        if self.name == "group_lasso":
-            return np.asarray(self.estimator.predict_proba(_blocks(Z, self.columns, self.groups)))[:, 1]
-        return self.estimator.predict_proba(Z)[:, 1]
+        return np.asarray(self.estimator.predict_proba(np.asarray(X, dtype=np.float64)))[:, 1]
 
 
 def structure_groups(columns: Sequence[str]) -> list[str]:
     """Group (structure) of each column ``<structure>__<k>``; a column without ``__`` is its own group."""
     return [c.rsplit("__", 1)[0] if "__" in c else c for c in columns]
-
-
-def _blocks(Z: np.ndarray, columns: Sequence[str], groups: Sequence[str]) -> dict[str, np.ndarray]:
-    out: dict[str, list[int]] = {}
-    for j, g in enumerate(groups):
-        out.setdefault(g, []).append(j)
-    return {g: Z[:, idx] for g, idx in out.items()}
 
 
 def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
@@ -107,31 +125,66 @@ def _grid(name: str, seed: int) -> list[dict[str, Any]]:
     raise ValueError(f"unknown model {name!r}; known: {list(MODEL_NAMES)}")
 
 
-def _build(name: str, hyper: dict[str, Any], seed: int) -> Any:
+def _build(name: str, seed: int) -> Any:
+    """Build the unfitted estimator ``name`` with the settings that no grid point changes."""
     if name == "logistic":
         from sklearn.linear_model import LogisticRegression
 
-        return LogisticRegression(C=hyper["C"], max_iter=2000, random_state=seed)
+        return LogisticRegression(max_iter=2000, random_state=seed)
     if name == "hgb":
         from sklearn.ensemble import HistGradientBoostingClassifier
 
         # internal early stopping (seeded validation split) instead of always running max_iter rounds
         return HistGradientBoostingClassifier(
-            early_stopping=True, validation_fraction=0.1, n_iter_no_change=10, random_state=seed, **hyper
+            early_stopping=True, validation_fraction=0.1, n_iter_no_change=10, random_state=seed
         )
     if name == "mlp":
         from sklearn.neural_network import MLPClassifier
 
         # no early stopping: sklearn scores its validation split by accuracy, which plateaus at once
         # when events are rare and stops the MLP after a few epochs (measured AUROC 0.54 vs 0.77)
-        return MLPClassifier(max_iter=300, early_stopping=False, random_state=seed, **hyper)
+        return MLPClassifier(max_iter=300, early_stopping=False, random_state=seed)
     if name == "group_lasso":
         try:
             from hcl.selection import GroupLassoClassifier
         except ImportError as exc:
             raise ModelUnavailable(f"hcl.selection.GroupLassoClassifier is not importable ({exc})") from None
-        return GroupLassoClassifier(random_state=seed, **hyper)
+        return GroupLassoClassifier(random_state=seed)
     raise ValueError(f"unknown model {name!r}; known: {list(MODEL_NAMES)}")
+
+
+def _pipeline(name: str, seed: int) -> Any:
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return Pipeline([("scale", StandardScaler()), ("model", _build(name, seed))])
+
+
+def _choose(
+    pipe: Any, grid: list[dict[str, Any]], X_train, y_train, X_tune, y_tune, fit_params: dict
+) -> tuple[dict[str, Any], list[float]]:
+    """Choose the grid point with the lowest tuning log-loss (first on ties); return it and every loss.
+
+    ``GridSearchCV`` over a ``PredefinedSplit``: each point is fitted on the train rows and scored on the
+    tuning rows; ``refit=False``, because its refit would train on train and tuning together.
+    """
+    from sklearn.metrics import make_scorer
+    from sklearn.model_selection import GridSearchCV, PredefinedSplit
+
+    X = np.vstack([X_train, X_tune])
+    y = np.concatenate([y_train, np.asarray(y_tune, dtype=int)])
+    fold = np.concatenate([np.full(len(y_train), -1), np.zeros(len(y_tune), dtype=int)])
+    search = GridSearchCV(
+        pipe,
+        [{f"model__{k}": [v] for k, v in g.items()} for g in grid],
+        scoring=make_scorer(_log_loss, greater_is_better=False, response_method="predict_proba"),
+        cv=PredefinedSplit(fold),
+        refit=False,
+        error_score="raise",
+    )
+    search.fit(X, y, **fit_params)
+    losses = [-float(v) for v in search.cv_results_["mean_test_score"]]
+    return grid[int(search.best_index_)], losses
 
 
 def fit_model(
@@ -148,11 +201,21 @@ def fit_model(
 
     Parameters
     ----------
+    name : str
+        One of :data:`MODEL_NAMES`.
     X_train, X_tune : arrays of shape (n_train, d), (n_tune, d)
+        Unstandardised rows (the pipeline's scaler is fitted on ``X_train``).
     y_train, y_tune : arrays of shape (n_train,), (n_tune,) with values 0/1
-    columns : the d column names ``<structure>__<k>`` (define the groups of the group lasso)
-    seed : random state of every estimator
-    extra : fixed keyword arguments added to every grid point (e.g. ``{"cv": 3}`` for the group lasso)
+    columns : sequence of str
+        The d column names ``<structure>__<k>`` (define the groups of the group lasso).
+    seed : int
+        Random state of every estimator.
+    extra : dict, optional
+        Fixed keyword arguments added to every grid point (e.g. ``{"cv": 3}`` for the group lasso).
+
+    Returns
+    -------
+    FittedModel
 
     Raises
     ------
@@ -163,9 +226,8 @@ def fit_model(
 
     columns = list(columns)
     groups = structure_groups(columns)
-    mean, scale = column_scale(X_train)
-    Ztr = (X_train - mean) / scale
-    Ztu = (X_tune - mean) / scale
+    X_train = np.asarray(X_train, dtype=np.float64)
+    X_tune = np.asarray(X_tune, dtype=np.float64)
     y_train = np.asarray(y_train, dtype=int)
     y_tune = np.asarray(y_tune, dtype=float)
     tune_ok = 0 < y_tune.sum() < len(y_tune)
@@ -173,38 +235,36 @@ def fit_model(
     if not tune_ok:
         grid = [grid[len(grid) // 2]]
         logger.warning("%s: tuning split has a single class; using the middle grid point %s", name, grid[0])
-    best: tuple[float, dict, Any, float] | None = None
-    scores = []
-    for hyper in grid:
-        est = _build(name, hyper, seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            if name == "group_lasso":
-                est.fit(_blocks(Ztr, columns, groups), y_train)
-                p = np.asarray(est.predict_proba(_blocks(Ztu, columns, groups)))[:, 1]
-            else:
-                est.fit(Ztr, y_train)
-                p = est.predict_proba(Ztu)[:, 1]
-        loss = _log_loss(y_tune, p) if len(y_tune) else float("nan")
-        auc = auroc(y_tune, p) if tune_ok else float("nan")
-        scores.append({**{k: _jsonable(v) for k, v in hyper.items()}, "tuning_log_loss": loss})
-        if best is None or (tune_ok and loss < best[0]):
-            best = (loss, hyper, est, auc)
-    loss, hyper, est, auc = best
+    pipe = _pipeline(name, seed)
+    fit_params = {"model__groups": np.asarray(groups)} if name == "group_lasso" else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        if len(grid) > 1:
+            hyper, losses = _choose(pipe, grid, X_train, y_train, X_tune, y_tune, fit_params)
+        else:
+            hyper, losses = grid[0], []
+        pipe.set_params(**{f"model__{k}": v for k, v in hyper.items()})
+        pipe.fit(X_train, y_train, **fit_params)
+    p = pipe.predict_proba(X_tune)[:, 1] if len(y_tune) else np.zeros(0)
+    loss = _log_loss(y_tune, p) if len(y_tune) else float("nan")
+    auc = auroc(y_tune, p) if tune_ok else float("nan")
+    losses = losses or [loss]
+    scores = [
+        {**{k: _jsonable(v) for k, v in g.items()}, "tuning_log_loss": v}
+        for g, v in zip(grid, losses, strict=True)
+    ]
     selected = None
     if name == "group_lasso":
-        sel = getattr(est, "selected_", None)
+        sel = getattr(pipe.named_steps["model"], "selected_", None)
         selected = [str(s) for s in sel] if sel is not None else None
     return FittedModel(
         name=name,
-        estimator=est,
+        estimator=pipe,
         columns=columns,
         groups=groups,
         hyperparameters={k: _jsonable(v) for k, v in hyper.items()},
         tuning_log_loss=loss,
         tuning_auroc=auc,
-        mean_=mean,
-        scale_=scale,
         selected_structures=selected,
         grid_scores=scores,
     )
@@ -224,7 +284,18 @@ def _jsonable(v: Any) -> Any:
 
 
 def linear_weights(model: FittedModel) -> dict[str, Any]:
-    """The fitted linear model as plain numbers: ``p = sigmoid(((x − mean)/scale) · coef + intercept)``.
+    """Export the fitted linear model as plain numbers: ``p = sigmoid(((x − mean)/scale) · coef + intercept)``.
+
+    Parameters
+    ----------
+    model : FittedModel
+        A fitted ``logistic`` or ``group_lasso`` model.
+
+    Returns
+    -------
+    dict
+        ``{"format", "columns", "mean", "scale", "coef", "intercept"}``, served by
+        :class:`pipeline.serving.LinearProbabilityModel`.
 
     Raises
     ------
@@ -233,7 +304,7 @@ def linear_weights(model: FittedModel) -> dict[str, Any]:
     """
     if model.name not in LINEAR_MODELS:
         raise ValueError(f"model {model.name!r} is not linear")
-    est = model.estimator
+    est = model.estimator.named_steps["model"]
     coef = getattr(est, "coef_by_group_", None)
     if coef is None:
         coef = getattr(est, "coef_", None)
@@ -251,47 +322,12 @@ def linear_weights(model: FittedModel) -> dict[str, Any]:
     coef = np.asarray(coef, dtype=float).ravel()
     if len(coef) != len(model.columns):
         raise ValueError(f"model {model.name!r}: {len(coef)} coefficients for {len(model.columns)} columns")
-    # a column constant on train has scale inf (it standardises to 0); JSON has no inf, and coefficient 0
-    # with scale 1 predicts the same
-    constant = ~np.isfinite(model.scale_)
-    scale = np.where(constant, 1.0, model.scale_)
-    coef = np.where(constant, 0.0, coef)
+    scale = np.asarray(model.scale_, dtype=float)  # StandardScaler: 1 for a column constant on train
     return {
-        "format": "ehr-hcl-linear-v1",
+        "format": LINEAR_FORMAT,
         "columns": list(model.columns),
         "mean": [float(v) for v in model.mean_],
         "scale": [float(v) for v in scale],
         "coef": [float(v) for v in coef],
         "intercept": float(np.asarray(intercept, dtype=float).ravel()[0]),
     }
-
-
-class LinearProbabilityModel:
-    """Serve a linear model from its JSON weights; ``predict`` returns the positive-class probability."""
-
-    def __init__(self, weights: dict[str, Any]):
-        self.columns = list(weights["columns"])
-        self.mean = np.asarray(weights["mean"], dtype=float)
-        self.scale = np.asarray(weights["scale"], dtype=float)
-        self.coef = np.asarray(weights["coef"], dtype=float)
-        self.intercept = float(weights["intercept"])
-
-    def predict(self, model_input: Any, params: dict | None = None) -> np.ndarray:
-        """Probabilities, shape (n,), for a DataFrame with :attr:`columns` (or an (n, d) array)."""
-        if hasattr(model_input, "columns"):
-            X = np.asarray(model_input[self.columns], dtype=float)
-        else:
-            X = np.asarray(model_input, dtype=float)
-        eta = ((X - self.mean) / self.scale) @ self.coef + self.intercept
-        return 1.0 / (1.0 + np.exp(-eta))
-
-
-def _load_pyfunc(data_path: str) -> LinearProbabilityModel:
-    """MLflow pyfunc loader (``loader_module="pipeline.predict.models"``): JSON in, model out."""
-    path = Path(data_path)
-    if path.is_dir():
-        path = path / "weights.json"
-    weights = json.loads(path.read_text())
-    if weights.get("format") != "ehr-hcl-linear-v1":
-        raise ValueError(f"{path}: not an ehr-hcl linear model (format={weights.get('format')!r})")
-    return LinearProbabilityModel(weights)

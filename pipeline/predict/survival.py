@@ -68,11 +68,6 @@ def fit_cox(
     ``n_clipped_durations``, ``km`` and ``cif`` (lists of {group, t, y} rows), ``risk_held_out`` (n_held,).
     """
     import pandas as pd
-    from lifelines import CoxPHFitter
-    from lifelines.exceptions import ConvergenceError
-    from lifelines.utils import concordance_index
-
-    from pipeline.predict.metrics import subject_bootstrap_weights
 
     Z_train, Z_held, n_pc = _design(X_train, X_held, max_columns)
     cols = [f"x{j}" for j in range(Z_train.shape[1])]
@@ -102,23 +97,7 @@ def fit_cox(
     df = pd.DataFrame(Z_train, columns=cols)
     df["T"] = t_tr
     df["E"] = (e_tr == 1).astype(int)
-    cph = None
-    for attempt in range(3):
-        pen = penalizer * 10**attempt
-        try:
-            cph = CoxPHFitter(penalizer=pen)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                cph.fit(df, duration_col="T", event_col="E")
-            out["cox_penalizer"] = pen
-            break
-        except ConvergenceError as exc:
-            logger.warning(
-                "survival: Cox fit did not converge with penalizer %g (%s)",
-                pen,
-                str(exc).splitlines()[0][:120],
-            )
-            cph = None
+    cph, pen = _fit_cph(df, penalizer)
     if cph is None:
         logger.warning(
             "survival: Cox model not fitted. Check: 1) extreme or constant columns in the representation; "
@@ -126,7 +105,52 @@ def fit_cox(
             out["n_events_train"],
         )
         return {**out, **nan_result, "error": "Cox fit did not converge"}
+    out["cox_penalizer"] = pen
     risk = np.asarray(cph.predict_partial_hazard(pd.DataFrame(Z_held, columns=cols))).ravel()
+    c, lo, hi = _concordance(t_ho, e_ho, risk, subject_held, n_resamples, seed)
+    tert = risk_tertiles(risk)
+    out.update(
+        c_index=c,
+        c_index_lo=lo,
+        c_index_hi=hi,
+        km=km_by_group(t_ho, e_ho, tert),
+        cif=cif_by_group(t_ho, e_ho, tert),
+        risk_held_out=risk,
+    )
+    return out
+
+
+def _fit_cph(df, penalizer: float):
+    """Fit a Cox model on ``df`` (columns + ``T``, ``E``); ×10 the penalty and retry, twice at most.
+
+    Returns the fitted model and its penalty, or (None, None) when no attempt converged.
+    """
+    from lifelines import CoxPHFitter
+    from lifelines.exceptions import ConvergenceError
+
+    for attempt in range(3):
+        pen = penalizer * 10**attempt
+        try:
+            cph = CoxPHFitter(penalizer=pen)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                cph.fit(df, duration_col="T", event_col="E")
+            return cph, pen
+        except ConvergenceError as exc:
+            logger.warning(
+                "survival: Cox fit did not converge with penalizer %g (%s)",
+                pen,
+                str(exc).splitlines()[0][:120],
+            )
+    return None, None
+
+
+def _concordance(t_ho, e_ho, risk, subject_held, n_resamples: int, seed: int) -> tuple[float, float, float]:
+    """Held_out concordance index of ``risk`` for the outcome, with a subject-bootstrap 95% interval."""
+    from lifelines.utils import concordance_index
+
+    from pipeline.predict.metrics import subject_bootstrap_weights
+
     e1 = (e_ho == 1).astype(int)
 
     def cidx(idx: np.ndarray | None = None) -> float:
@@ -147,21 +171,15 @@ def fit_cox(
             vals.append(cidx(np.repeat(np.arange(len(t_ho)), w.astype(int))))
     vals = np.array([v for v in vals if np.isfinite(v)])
     lo, hi = np.percentile(vals, [2.5, 97.5]) if len(vals) >= 2 else (np.nan, np.nan)
-    tert = risk_tertiles(risk)
-    out.update(
-        c_index=c,
-        c_index_lo=float(lo),
-        c_index_hi=float(hi),
-        km=km_by_group(t_ho, e_ho, tert),
-        cif=cif_by_group(t_ho, e_ho, tert),
-        risk_held_out=risk,
-    )
-    return out
+    return c, float(lo), float(hi)
 
 
 def _design(X_train: np.ndarray, X_held: np.ndarray, max_columns: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Standardise on train (clipping at ±10 SD, so a wild value cannot dominate); reduce to principal
-    components when wider than ``max_columns``. Returns (Z_train, Z_held, number of components or 0)."""
+    """Standardise on train and reduce to principal components when wider than ``max_columns``.
+
+    Values are clipped at ±10 SD, so a wild value cannot dominate. Returns (Z_train, Z_held, number of
+    components or 0).
+    """
     mean, scale = column_scale(X_train)
     Z_train = np.clip((X_train - mean) / scale, -10, 10)
     Z_held = np.clip((X_held - mean) / scale, -10, 10)

@@ -12,6 +12,7 @@ import pytest
 from pipeline.splits import assign_splits
 
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def make_cohort(root: Path, n_subjects: int = 300, seed: int = 0, id_base: int = 1000) -> dict:
@@ -69,7 +70,12 @@ def make_cohort(root: Path, n_subjects: int = 300, seed: int = 0, id_base: int =
     pd.DataFrame({"hadm_id": labels["hadm_id"], "p_mortality": p_true, "p_readmission_30d": 0.1}).to_parquet(
         root / "truth.parquet", index=False
     )
-    (root / "structure.json").write_text('{"outcome_structures": {"mortality_test": ["codes+labs"]}}')
+    # the cohort names its outcome; the generator's truth is keyed by that outcome, not by a cohort name
+    (root / "cohort.yaml").write_text((ROOT / "cohorts" / "in_hospital_mortality.yaml").read_text())
+    (root / "structure.json").write_text(
+        '{"outcomes": {"death_before_discharge": {"probability_column": "p_mortality", "structures": ["codes+labs"]},'
+        ' "readmission_30d": {"probability_column": "p_readmission_30d", "structures": ["codes"]}}}'
+    )
     return {
         "labels": root / "labels.parquet",
         "emb": root / "emb",

@@ -64,16 +64,20 @@ def test_linear_export_reproduces_predictions_and_loads_from_json(xy, tmp_path):
 
 @pytest.mark.parametrize("name", ["logistic", "group_lasso"])
 def test_column_constant_on_train_exports_as_strict_json(xy, name):
-    """Its scale is inf inside the model (it standardises to 0); the JSON export stays standard JSON and
-    predicts the same, even for a held-out row where the column takes another value."""
+    """StandardScaler gives it scale 1 (it centres to 0 on train, so the model learns no weight for it); the
+    JSON export stays standard JSON and predicts the same, and a held-out row where the column takes
+    another value predicts as if it had not."""
     X, y, cols = xy
     X = np.column_stack([X, np.full(len(X), 0.1)])
     X[460, -1] = 9.0
     m = fit_model(name, X[:300], y[:300], X[300:450], y[300:450], [*cols, "c__0"], seed=0)
-    assert np.isinf(m.scale_[-1])
+    assert m.scale_[-1] == 1.0
     w = linear_weights(m)
     served = LinearProbabilityModel(json.loads(json.dumps(w, allow_nan=False)))
     np.testing.assert_allclose(served.predict(X[450:]), m.predict_proba(X[450:]), rtol=1e-9, atol=1e-12)
+    same_row = X[460:461].copy()
+    same_row[0, -1] = 0.1
+    assert m.predict_proba(X[460:461])[0] == pytest.approx(m.predict_proba(same_row)[0], abs=1e-9)
 
 
 def test_non_linear_model_has_no_json_export(xy):
@@ -105,3 +109,27 @@ def test_group_lasso_keeps_the_outcome_relevant_structure_and_exports_json():
     assert auroc(y[750:], p) > 0.8
     served = LinearProbabilityModel(linear_weights(m))
     np.testing.assert_allclose(served.predict(X[750:]), p, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["hgb", "mlp"])
+def test_served_pipeline_reads_columns_by_name_and_loads_from_skops(xy, tmp_path, name):
+    """The logged scikit-learn model: columns by name in any order, scikit-learn types only in its file."""
+    import pandas as pd
+    import skops.io as sio
+
+    from pipeline.predict.run import summary_rows
+    from pipeline.predict.track import served_pipeline
+    from pipeline.tracking import SKOPS_TRUSTED_TYPES
+
+    X, y, cols = xy
+    m = fit_model(name, X[:300], y[:300], X[300:450], y[300:450], cols, seed=0)
+    served = served_pipeline(m, summary_rows(X[:300], cols))
+    df = pd.DataFrame(X[450:], columns=cols)[list(reversed(cols))]
+    np.testing.assert_allclose(served.predict_proba(df)[:, 1], m.predict_proba(X[450:]), rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError):
+        served.predict_proba(df.drop(columns=[cols[0]]))
+    sio.dump(served, tmp_path / "model.skops")
+    untrusted = sio.get_untrusted_types(file=tmp_path / "model.skops")
+    assert set(untrusted) <= set(SKOPS_TRUSTED_TYPES), untrusted
+    loaded = sio.load(tmp_path / "model.skops", trusted=SKOPS_TRUSTED_TYPES)
+    np.testing.assert_array_equal(loaded.predict_proba(df), served.predict_proba(df))

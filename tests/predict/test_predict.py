@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.exceptions import CohortError, ConfigError, InputSchemaError, MissingInputError
 from pipeline.params import load_section
-from pipeline.predict import PredictConfig, predict
+from pipeline.predict import PredictConfig, PredictInputs, predict
 
 FAST = dict(
     models=["logistic", "group_lasso"], bootstrap_resamples=100, subgroup_resamples=20, survival_resamples=20
@@ -19,15 +19,25 @@ FAST = dict(
 
 def _run(c, tmp_path, **kw):
     cfg = PredictConfig(**{**FAST, **kw})
-    return predict(
-        "mortality_test",
-        c["labels"],
-        c["emb"],
-        tmp_path / "m" / "metrics.json",
-        tmp_path / "plots",
-        cfg,
-        tracking=None,
+    inputs = PredictInputs(
+        cohort="mortality_test",
+        labels_path=c["labels"],
+        embeddings_dir=c["emb"],
+        metrics_path=tmp_path / "m" / "metrics.json",
+        plots_dir=tmp_path / "plots",
         truth_path=c["truth"],
+        progress=False,
+    )
+    return predict(inputs, cfg, tracking=None)
+
+
+def _inputs(labels, emb, tmp_path):
+    return PredictInputs(
+        cohort="t",
+        labels_path=labels,
+        embeddings_dir=emb,
+        metrics_path=tmp_path / "m.json",
+        plots_dir=tmp_path / "p",
         progress=False,
     )
 
@@ -100,28 +110,10 @@ def test_predict_is_deterministic(cohort, tmp_path):
 
 def test_missing_inputs(cohort, tmp_path):
     with pytest.raises(MissingInputError, match="labels file not found"):
-        predict(
-            "t",
-            tmp_path / "nope.parquet",
-            cohort["emb"],
-            tmp_path / "m.json",
-            tmp_path / "p",
-            PredictConfig(**FAST),
-            None,
-            progress=False,
-        )
+        predict(_inputs(tmp_path / "nope.parquet", cohort["emb"], tmp_path), PredictConfig(**FAST), None)
     (tmp_path / "empty").mkdir()
     with pytest.raises(MissingInputError, match="no <representation>.parquet"):
-        predict(
-            "t",
-            cohort["labels"],
-            tmp_path / "empty",
-            tmp_path / "m.json",
-            tmp_path / "p",
-            PredictConfig(**FAST),
-            None,
-            progress=False,
-        )
+        predict(_inputs(cohort["labels"], tmp_path / "empty", tmp_path), PredictConfig(**FAST), None)
     assert not (tmp_path / "m.json").exists()
 
 
@@ -157,7 +149,7 @@ def test_config_rejects_unknown_keys_and_models(tmp_path):
 
 
 def test_summarize_metrics(cohort, tmp_path):
-    from pipeline.predict import summarize_metrics
+    from pipeline.results import summarize_metrics
 
     res = _run(cohort, tmp_path, survival=False)
     text = summarize_metrics(tmp_path / "m" / "metrics.json", "mortality_test")
@@ -183,3 +175,36 @@ def test_group_lasso_that_keeps_nothing_is_reported(cohort, tmp_path, caplog):
     assert gl["selected_structures"] == [] and gl["auroc"] == pytest.approx(0.5)
     assert "noise + group_lasso kept no block" in caplog.text
     assert "hcl + group_lasso kept no block" not in caplog.text
+
+
+def test_the_cohort_yaml_not_its_name_picks_the_oracle_and_outcome_structures(cohort, tmp_path):
+    """A cohort named like readmission but defined as in-hospital death is scored against p_mortality, and
+    the other way round: the outcome comes from cohort.yaml (outcome.key), never from the cohort's name."""
+    from pathlib import Path
+
+    fast = dict(
+        models=["logistic", "group_lasso"], bootstrap_resamples=20, subgroup_resamples=0, survival=False
+    )
+
+    def run(name, out):
+        inputs = PredictInputs(
+            cohort=name,
+            labels_path=cohort["labels"],
+            embeddings_dir=cohort["emb"],
+            metrics_path=out / "m.json",
+            plots_dir=out / "p",
+            truth_path=cohort["truth"],
+            progress=False,
+        )
+        return predict(inputs, PredictConfig(**fast), None)
+
+    res = run("readmission_30d", tmp_path / "a")
+    assert res["oracle"]["column"] == "p_mortality" and res["truth_outcome_structures"] == ["codes+labs"]
+    root = Path(__file__).resolve().parents[2]
+    yaml = (root / "cohorts" / "readmission_30d.yaml").read_text()
+    (cohort["labels"].parent / "cohort.yaml").write_text(yaml)
+    res = run("in_hospital_mortality", tmp_path / "b")
+    assert res["oracle"]["column"] == "p_readmission_30d" and res["truth_outcome_structures"] == ["codes"]
+    gl = res["results"]["hcl"]["group_lasso"]
+    assert gl["selected_structures"] == ["codes+labs"]  # what the data say, whatever the truth file claims
+    assert gl["selection_precision"] == 0.0 and gl["selection_recall"] == 0.0

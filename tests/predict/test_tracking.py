@@ -10,8 +10,16 @@ import pandas as pd
 import pytest
 
 from pipeline.compare import compare
-from pipeline.predict import PredictConfig, predict
-from pipeline.tracking import TrackingConfig, resolve_tracking_uri, tracked_run, ui_command
+from pipeline.predict import PredictConfig, PredictInputs, predict
+from pipeline.tracking import (
+    EXPERIMENT_KIND,
+    EXPERIMENT_KIND_TAG,
+    TrackingConfig,
+    file_digest,
+    resolve_tracking_uri,
+    tracked_run,
+    ui_command,
+)
 
 TASK = "mortality_trk"
 
@@ -27,19 +35,25 @@ def tracked(tmp_path_factory, cohort_factory):
         subgroup_resamples=0,
         survival_resamples=0,
     )
-    res = predict(
-        TASK,
-        c["labels"],
-        c["emb"],
-        root / "metrics.json",
-        root / "plots",
-        cfg,
-        trk,
+    feats = root / "features"
+    feats.mkdir()
+    n = len(pd.read_parquet(c["labels"]))
+    pd.DataFrame({"codes": np.ones(n, bool), "labs": np.arange(n) % 3 > 0}).to_parquet(feats / "mask.parquet")
+    for m in ("codes", "labs"):
+        pd.DataFrame({f"{m}__0": np.zeros(n, "float32")}).to_parquet(feats / f"{m}.parquet")
+    inputs = PredictInputs(
+        cohort=TASK,
+        features_dir=feats,
+        labels_path=c["labels"],
+        embeddings_dir=c["emb"],
+        metrics_path=root / "metrics.json",
+        plots_dir=root / "plots",
         truth_path=c["truth"],
-        params_flat={"hcl": {"rank": 3, "method": "linear"}},
+        params={"hcl": {"rank": 3, "method": "linear"}},
         tags={"data_source": "synthetic", "cohort_yaml_sha256": "abc123"},
         progress=False,
     )
+    res = predict(inputs, cfg, trk)
     import mlflow
 
     mlflow.set_tracking_uri(resolve_tracking_uri(trk))
@@ -111,7 +125,7 @@ def test_logged_models_are_safe_and_examples_are_summary_rows(tracked):
         assert not any(f.endswith((".pkl", ".pickle", ".cloudpickle")) for f in files), files
         mlmodel = (path / "MLmodel").read_text()
         if model_name in ("logistic", "group_lasso"):
-            assert "loader_module: pipeline.predict.models" in mlmodel and "weights.json" in files
+            assert "loader_module: pipeline.serving" in mlmodel and "weights.json" in files
         else:
             assert "serialization_format: skops" in mlmodel
         example = json.loads((path / "input_example.json").read_text())
@@ -176,36 +190,84 @@ def test_tracking_uri_resolution_and_ui_command(tmp_path):
         resolve_tracking_uri(TrackingConfig(tracking_uri="mlflow.db"))
 
 
-def test_crash_inside_predict_marks_parent_failed(tracked, tmp_path):
+def test_crash_inside_predict_marks_parent_failed(tracked, tmp_path, monkeypatch):
+    """A crash while evaluating leaves no run and no metrics; a crash while tracking marks the parent FAILED."""
     c = tracked["cohort"]
     emb_dir = tmp_path / "emb"
     emb_dir.mkdir()
     pd.read_parquet(c["emb"] / "hcl.parquet").to_parquet(emb_dir / "hcl.parquet")
     bad = pd.read_parquet(c["emb"] / "raw.parquet")
     bad.iloc[0, 0] = np.inf
-    bad.to_parquet(emb_dir / "raw.parquet")  # read after hcl's child run is logged
+    bad.to_parquet(emb_dir / "raw.parquet")  # read after hcl is evaluated
     cfg = PredictConfig(
         models=["logistic"], bootstrap_resamples=10, subgroup_resamples=0, survival=False, log_models=False
     )
     from pipeline.exceptions import InputSchemaError
 
-    with pytest.raises(InputSchemaError):
-        predict(
-            "crash_predict",
-            c["labels"],
-            emb_dir,
-            tmp_path / "m.json",
-            tmp_path / "p",
-            cfg,
-            tracked["trk"],
+    def inputs(cohort, emb):
+        return PredictInputs(
+            cohort=cohort,
+            labels_path=c["labels"],
+            embeddings_dir=emb,
+            metrics_path=tmp_path / cohort / "m.json",
+            plots_dir=tmp_path / cohort / "p",
             progress=False,
         )
+
+    with pytest.raises(InputSchemaError):
+        predict(inputs("crash_predict", emb_dir), cfg, tracked["trk"])
     mlflow = tracked["mlflow"]
-    exp = mlflow.get_experiment_by_name("crash_predict")
+    assert mlflow.get_experiment_by_name("crash_predict") is None  # nothing tracked before the data is good
+    assert not (tmp_path / "crash_predict" / "m.json").exists()
+
+    from pipeline import tracking as T
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("artifact store down")
+
+    monkeypatch.setattr(T, "log_artifacts", boom)  # after every child run is logged
+    with pytest.raises(RuntimeError, match="artifact store down"):
+        predict(inputs("crash_tracking", c["emb"]), cfg, tracked["trk"])
+    exp = mlflow.get_experiment_by_name("crash_tracking")
     runs = mlflow.search_runs([exp.experiment_id], output_format="list")
-    status = {r.data.tags["ehr_hcl.role"]: r.info.status for r in runs}
-    assert status == {"parent": "FAILED", "child": "FINISHED"}
-    assert not (tmp_path / "m.json").exists()
+    status = {(r.data.tags["ehr_hcl.role"], r.info.status) for r in runs}
+    assert status == {("parent", "FAILED"), ("child", "FINISHED")}
+    assert (tmp_path / "crash_tracking" / "m.json").exists()  # the files are written before tracking
+
+
+def test_runs_show_their_dataset_inputs_and_experiment_kind(tracked):
+    """The parent run lists the labels and every representation as dataset inputs (name, source, file
+    digest); each child its labels and its own representation; the experiment opens as model training."""
+    mlflow = tracked["mlflow"]
+    exp = mlflow.get_experiment_by_name(TASK)
+    assert exp.tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND == "custom_model_development"
+    c = tracked["cohort"]
+    runs = _runs(tracked)
+    parent = next(r for r in runs if r.data.tags.get("ehr_hcl.role") == "parent")
+
+    def inputs(run):
+        return {
+            d.dataset.name: (d.dataset.digest, d.dataset.source, {t.key: t.value for t in d.tags})
+            for d in run.inputs.dataset_inputs
+        }
+
+    seen = inputs(parent)
+    assert set(seen) == {"labels", "hcl", "raw", "features/codes", "features/labs", "features/mask"}
+    feats = tracked["root"] / "features"
+    for m in ("codes", "labs", "mask"):
+        digest, _, tags = seen[f"features/{m}"]
+        assert digest == file_digest(feats / f"{m}.parquet") and tags["mlflow.data.context"] == "features"
+    for name, path in (
+        ("labels", c["labels"]),
+        ("hcl", c["emb"] / "hcl.parquet"),
+        ("raw", c["emb"] / "raw.parquet"),
+    ):
+        digest, source, tags = seen[name]
+        assert digest == file_digest(path) and len(digest) == 32
+        assert str(Path(path).resolve()) in source
+        assert tags["mlflow.data.context"] == ("labels" if name == "labels" else "representation")
+    for child in (r for r in runs if r.data.tags.get("ehr_hcl.role") == "child"):
+        assert set(inputs(child)) == {"labels", child.data.tags["representation"]}
 
 
 @pytest.mark.slow
@@ -274,4 +336,7 @@ def test_dvc_temp_experiments_track_into_the_project_store(tmp_path):
     subprocess.run(["git", "init", "-q", str(copy)], check=True)
     assert project_root(copy) == project.resolve()
     assert project_root(project) == project.resolve()
-    assert resolve_tracking_uri(TrackingConfig(), root=project_root(copy)) == f"sqlite:///{project.resolve() / 'mlflow.db'}"
+    assert (
+        resolve_tracking_uri(TrackingConfig(), root=project_root(copy))
+        == f"sqlite:///{project.resolve() / 'mlflow.db'}"
+    )

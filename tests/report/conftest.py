@@ -18,7 +18,7 @@ ID_BASE = 73_519_000  # distinctive ids: the report must never contain them
 
 
 def build_inputs(root: Path, n_subjects: int, seed: int = 0) -> dict:
-    from pipeline.predict import PredictConfig, predict
+    from pipeline.predict import PredictConfig, PredictInputs, predict
 
     rng = np.random.default_rng(seed)
     subject = np.arange(ID_BASE, ID_BASE + n_subjects)
@@ -34,6 +34,7 @@ def build_inputs(root: Path, n_subjects: int, seed: int = 0) -> dict:
         {
             "subject_id": subject,
             "hadm_id": subject + 1_000_000,
+            "prediction_time": pd.Timestamp("2150-01-01") + pd.to_timedelta(np.arange(n), unit="h"),
             "boolean_value": y,
             "split": assign_splits(subject, seed=1),
             "event_time_days": np.minimum(t, 30.0),
@@ -85,16 +86,15 @@ def build_inputs(root: Path, n_subjects: int, seed: int = 0) -> dict:
         survival_resamples=10,
         min_subgroup_size=40,
     )
-    predict(
-        "mortality",
-        cohort_dir / "labels.parquet",
-        emb,
-        root / "metrics.json",
-        root / "plots",
-        cfg,
-        None,
+    inputs = PredictInputs(
+        cohort="mortality",
+        labels_path=cohort_dir / "labels.parquet",
+        embeddings_dir=emb,
+        metrics_path=root / "metrics.json",
+        plots_dir=root / "plots",
         progress=False,
     )
+    predict(inputs, cfg, None)
     return {
         "cohort_dir": cohort_dir,
         "features_dir": feat,
