@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict
 
 from pipeline.exceptions import ConfigError
 from pipeline.io import write_json
+from pipeline.workspace import git_toplevel
 
 logger = logging.getLogger(__name__)
 
@@ -80,15 +81,7 @@ def project_root(cwd: Path | None = None) -> Path:
     land in the project's store rather than in a copy that DVC deletes afterwards.
     """
     cwd = Path(cwd or Path.cwd()).resolve()
-    top = cwd
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--show-toplevel"], cwd=cwd, capture_output=True, text=True, timeout=10
-        )
-        if out.returncode == 0 and out.stdout.strip():
-            top = Path(out.stdout.strip()).resolve()
-    except (OSError, subprocess.SubprocessError):
-        pass
+    top = git_toplevel(cwd) or cwd
     parts = top.parts
     for i in range(len(parts) - 2):
         if parts[i : i + 3] == (".dvc", "tmp", "exps"):

@@ -26,18 +26,28 @@ def check_name(name: str, what: str = "cohort name") -> str:
     return name
 
 
-def git_commit(cwd: str | Path | None = None) -> str | None:
-    """The commit checked out at ``cwd`` (the current folder by default), or None outside a git repository.
-
-    The one place that asks git; runs tag themselves with it so a result can be traced to its code.
-    """
+def _git(args: list[str], cwd: str | Path | None) -> str | None:
+    """Run ``git <args>`` in ``cwd``; its stripped output, or None outside a repository or without git."""
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False, cwd=cwd
-        )
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, check=False, cwd=cwd)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
+
+
+def git_commit(cwd: str | Path | None = None) -> str | None:
+    """Return the commit checked out at ``cwd`` (the current folder by default), or None outside git.
+
+    The one place that asks git (with :func:`git_toplevel`); runs tag themselves with it so a result can be
+    traced to its code.
+    """
+    return _git(["rev-parse", "HEAD"], cwd)
+
+
+def git_toplevel(cwd: str | Path | None = None) -> Path | None:
+    """Return the top folder of the git checkout holding ``cwd``, or None outside git."""
+    top = _git(["rev-parse", "--show-toplevel"], cwd)
+    return Path(top).resolve() if top else None
 
 
 @dataclass(frozen=True)

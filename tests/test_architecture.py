@@ -14,9 +14,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 #: pipeline modules by layer, lowest first; a module may import its own layer and those below it
 PIPELINE_LAYERS: list[tuple[str, ...]] = [
-    # contracts and plumbing every stage shares
+    # contracts and plumbing every stage shares (no stage, no MLflow)
     (
-        "pipeline",  # the package __init__ (version only)
+        "pipeline",  # the package __init__
         "pipeline.exceptions",
         "pipeline.schema",
         "pipeline.io",
@@ -25,18 +25,20 @@ PIPELINE_LAYERS: list[tuple[str, ...]] = [
         "pipeline.splits",
         "pipeline.events",
     ),
-    # readers of raw sources, and the cohort definition (labels are its contract)
-    ("pipeline.sources", "pipeline.cohort"),
-    # stages that turn events into tables
-    ("pipeline.ingest", "pipeline.features", "pipeline.audit"),
-    # representations, and the owners of the metrics-JSON and served-model contracts
-    ("pipeline.embed", "pipeline.results", "pipeline.serving"),
-    # MLflow
+    # the metrics-JSON contract, and the logged model with its loader
+    ("pipeline.results", "pipeline.serving"),
+    # the one room that talks to MLflow
     ("pipeline.tracking",),
-    # stages that read models and results
-    ("pipeline.predict", "pipeline.compare"),
-    ("pipeline.report",),
-    # the command line
+    # the stages, in pipeline order
+    ("pipeline.sources",),
+    ("pipeline.ingest",),
+    ("pipeline.cohort",),
+    ("pipeline.features",),
+    ("pipeline.audit",),
+    ("pipeline.embed",),
+    ("pipeline.predict",),
+    ("pipeline.report", "pipeline.compare"),
+    # the shell
     ("pipeline.commands", "pipeline.cli", "pipeline.__main__"),
 ]
 #: what the standalone library must never import
@@ -110,6 +112,17 @@ def test_pipeline_imports_run_downward():
     assert not upward, "imports that run up a layer:\n" + "\n".join(dict.fromkeys(upward))
 
 
+def test_only_tracking_imports_mlflow():
+    offenders = [
+        f"{path.relative_to(REPO)}:{line} imports {name}"
+        for module, path in _modules("pipeline").items()
+        if not module.startswith("pipeline.tracking")
+        for name, line in _imports(module, path)
+        if name.split(".")[0] == "mlflow"
+    ]
+    assert not offenders, "\n".join(dict.fromkeys(offenders))
+
+
 def test_hcl_is_standalone():
     bad = []
     for module, path in _modules("hcl").items():
@@ -126,6 +139,7 @@ def test_the_walker_sees_function_level_and_relative_imports(tmp_path):
     names = {n for n, _ in _imports("pipeline.cohort.mod", path)}
     assert "pipeline.report" in names and "pipeline.cohort.sibling" in names
     assert _layer("pipeline.report.html") > _layer("pipeline.cohort.build")
+    assert _layer("pipeline.cohort.criteria") < _layer("pipeline.features.build")
 
 
 @pytest.mark.parametrize("package", ["pipeline", "hcl"])
