@@ -105,6 +105,18 @@ def _attrition(cohort_dir: Path) -> list[list[str]] | None:
     ]
 
 
+def _split_source(cohort_dir: Path) -> str | None:
+    """Say where the cohort's splits came from (``splits.json`` written by ``ehr-hcl cohort``)."""
+    path = cohort_dir / "splits.json"
+    if not path.exists():
+        return None
+    info = json.loads(path.read_text())
+    if info.get("source") == "input":
+        return f"the input dataset's own MEDS subject splits ({info.get('file')})"
+    fractions = "/".join(f"{f:g}" for f in info.get("fractions") or [])
+    return f"keyed hash of the subject id (fractions {fractions}, seed {info.get('seed')})"
+
+
 def _splits(cohort_dir: Path, metrics: dict) -> list[list[str]] | None:
     import pandas as pd
 
@@ -428,6 +440,7 @@ def build_report(
         cohort_yaml=_cohort_definition(cohort_dir),
         attrition=_attrition(cohort_dir),
         splits=_splits(cohort_dir, metrics),
+        split_source=_split_source(cohort_dir),
         modalities=_modalities(features_dir, cohort_dir),
         structure=_structure(models_dir),
         curves={

@@ -46,6 +46,9 @@ def build_inputs(root: Path, n_subjects: int, seed: int = 0) -> dict:
         }
     )
     labels.to_parquet(cohort_dir / "labels.parquet", index=False)
+    (cohort_dir / "splits.json").write_text(
+        '{"source": "keyed_hash", "file": null, "fractions": [0.7, 0.15, 0.15], "seed": 0}'
+    )
     (cohort_dir / "cohort.yaml").write_text(
         "name: mortality\ntask: in_hospital_mortality\nprediction_time: admit+24h\n"
     )

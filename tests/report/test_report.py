@@ -38,6 +38,7 @@ def test_report_has_every_section_with_content(large_inputs, tmp_path):
     lab = large_inputs["labels"]
     n_ho = int((lab.split == "held_out").sum())
     assert f">{n_ho}<" in splits
+    assert "Split source: keyed hash of the subject id (fractions 0.7/0.15/0.15, seed 0)" in splits
     assert "notes" in _section(doc, "modalities")
     assert "weakest pair" in _section(doc, "structure") and ">0.81<" in _section(doc, "structure")
     for sid in ("structure", "roc", "pr", "calibration", "survival"):
@@ -55,6 +56,17 @@ def test_report_contains_no_identifiers(large_inputs, tmp_path):
     lab = large_inputs["labels"]
     for value in list(lab.subject_id[:200]) + list(lab.hadm_id[:200]):
         assert str(value) not in doc
+
+
+def test_report_names_the_inputs_own_splits(large_inputs, tmp_path):
+    cohort_dir = large_inputs["cohort_dir"]
+    saved = (cohort_dir / "splits.json").read_text()
+    try:
+        (cohort_dir / "splits.json").write_text('{"source": "input", "file": "events/metadata/subject_splits.parquet"}')
+        doc = _build(large_inputs, tmp_path / "r.html")
+    finally:
+        (cohort_dir / "splits.json").write_text(saved)
+    assert "own MEDS subject splits (events/metadata/subject_splits.parquet)" in _section(doc, "splits")
 
 
 def test_small_sample_caveat_and_flagged_subgroups(small_inputs, tmp_path):
