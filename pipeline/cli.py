@@ -13,7 +13,9 @@ import logging
 import os
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NamedTuple
 
 log = logging.getLogger("ehr_hcl")
 
@@ -60,7 +62,208 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
+# ---------------------------------------------------------------------------------------------------------
+# one function per stage: its own options (the common ones are added by ``build_parser``)
+
+
+def _synth_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--output", type=Path, default=Path("data/raw/synthetic"), help="output folder")
+    p.add_argument(
+        "--patients", type=int, default=None, help="number of patients (default: params synth.patients)"
+    )
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: params synth.seed)")
+
+
+def _ingest_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source", choices=["mimic-iv", "meds"], default="mimic-iv", help="input layout")
+    p.add_argument("--input", type=Path, default=Path("data/raw/synthetic"), help="input folder")
+    p.add_argument("--output", type=Path, default=Path("data/events"), help="output MEDS folder")
+    p.add_argument("--strict", action="store_true", default=None, help="fail on row-level problems")
+
+
+def _cohort_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config", type=Path, required=True, help="cohort YAML, e.g. cohorts/in_hospital_mortality.yaml"
+    )
+    p.add_argument("--events", type=Path, default=Path("data/events"), help="MEDS events folder")
+    p.add_argument("--output", type=Path, default=None, help="output folder (default: data/cohorts/<name>)")
+
+
+def _features_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--labels", type=Path, required=True, help="labels.parquet from `ehr-hcl cohort`")
+    p.add_argument("--events", type=Path, default=Path("data/events"), help="MEDS events folder")
+    p.add_argument("--output", type=Path, required=True, help="output folder")
+    p.add_argument("--no-audit", action="store_true", help="skip the leakage audit (not recommended)")
+
+
+def _audit_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--labels", type=Path, required=True, help="labels.parquet")
+    p.add_argument("--features", type=Path, required=True, help="features folder")
+    p.add_argument(
+        "--events", type=Path, default=None, help="MEDS events folder (enables label-window checks)"
+    )
+
+
+def _embed_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--features", type=Path, required=True, help="features folder")
+    p.add_argument("--labels", type=Path, required=True, help="labels.parquet")
+    p.add_argument("--output", type=Path, required=True, help="embeddings folder")
+    p.add_argument("--models", type=Path, required=True, help="folder for fitted models and summaries")
+
+
+def _predict_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cohort", required=True, help="cohort name (= the MLflow experiment / task)")
+    p.add_argument("--labels", type=Path, required=True, help="labels.parquet")
+    p.add_argument("--embeddings", type=Path, required=True, help="embeddings folder")
+    p.add_argument("--metrics", type=Path, required=True, help="metrics JSON to write")
+    p.add_argument("--plots", type=Path, required=True, help="folder for plot data and figures")
+    p.add_argument(
+        "--truth", type=Path, default=None, help="synthetic truth admissions.parquet (oracle AUROC)"
+    )
+    p.add_argument(
+        "--features", type=Path, default=None, help="features folder: MLflow dataset inputs (optional)"
+    )
+    p.add_argument("--source-name", default="synthetic", help="data source tag for MLflow")
+
+
+def _report_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cohort", required=True, help="cohort name")
+    p.add_argument(
+        "--workspace", type=Path, default=Path("."), help="workspace root holding data/, models/, …"
+    )
+    p.add_argument("--output", type=Path, default=None, help="HTML file (default: reports/<cohort>.html)")
+
+
+def _compare_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", default=None, help="one task (experiment name); default: all")
+
+
+def _summary_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workspace", type=Path, default=Path("."), help="workspace root")
+
+
+def _ui_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=5000, help="port")
+
+
+def _run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source", choices=["synthetic", "mimic-iv", "meds"], default="synthetic")
+    p.add_argument("--input", type=Path, default=None, help="input folder (not for synthetic)")
+    p.add_argument("--workspace", type=Path, required=True, help="output root, e.g. workspaces/mimic-iv-demo")
+    p.add_argument(
+        "--cohorts", nargs="+", type=Path, default=None, help="cohort YAMLs (default: the two in cohorts/)"
+    )
+
+
+class _Stage(NamedTuple):
+    """One subcommand: its name, one-line help, ``--help`` description and its own options."""
+
+    name: str
+    help: str
+    description: str | None
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+
+
+# In pipeline order: the order ``ehr-hcl --help`` lists them.
+STAGES = (
+    _Stage(
+        "synth",
+        "write a synthetic MIMIC-IV-shaped dataset with known ground truth",
+        """\
+        Write MIMIC-IV-shaped tables (hosp/*.csv.gz, note/*.csv.gz) generated from a known hierarchical
+        latent model, and the ground truth (factors, structures, true outcome probabilities) under truth/.
+        Deterministic by seed. Knobs: the `synth` section of params.yaml.""",
+        _synth_arguments,
+    ),
+    _Stage(
+        "ingest",
+        "MIMIC-IV tables or a MEDS dataset -> MEDS events",
+        """\
+        Read MIMIC-IV (hosp/, note/ as .csv.gz, .csv or parquet) or an existing MEDS dataset and write a
+        MEDS 0.4 dataset: data/*.parquet, metadata/codes.parquet, metadata/dataset.json,
+        metadata/subject_splits.parquet. Every event is stamped at the time it became available.
+        Rows that cannot be used are quarantined in quality/rejects.parquet and counted; --strict makes
+        them errors. Knobs: the `ingest` section of params.yaml.""",
+        _ingest_arguments,
+    ),
+    _Stage(
+        "cohort",
+        "cohort YAML -> labels, splits, attrition, ACES export",
+        """\
+        Build one cohort from a YAML definition (see cohorts/README.md for every field):
+        labels.parquet (subject_id, hadm_id, prediction_time, boolean_value, split, time-to-event and
+        subgroup columns), attrition.json, aces.yaml. The cohort's name is the file's stem.""",
+        _cohort_arguments,
+    ),
+    _Stage(
+        "features",
+        "events + labels -> modality matrices, mask, provenance",
+        """\
+        Build one matrix per modality (codes, labs, medications, notes), row-aligned with the labels,
+        from events at or before each prediction time only; vocabularies, statistics and the note
+        encoder are fit on train rows. Runs the leakage audit afterwards. Knobs: `features` section.""",
+        _features_arguments,
+    ),
+    _Stage("audit", "leakage audit of a features folder against its labels", None, _audit_arguments),
+    _Stage(
+        "embed",
+        "fit HCL and baselines on train rows -> embeddings per structure",
+        """\
+        Fit each representation method listed in params `embed.methods` (hcl, linear_hcl, concat, pca,
+        clip, shared_private, jive) on train rows, transform every row, and write
+        <output>/<method>.parquet with columns <structure>__<k>; models and summaries go to --models.""",
+        _embed_arguments,
+    ),
+    _Stage(
+        "predict",
+        "models per representation; metrics with CIs; survival; MLflow",
+        """\
+        For every representation in --embeddings and every model in params `predict.models`: fit on
+        train, tune on tuning, report on held_out (AUROC/AUPRC with subject-bootstrap CIs, Brier,
+        calibration, subgroups, Cox concordance). Logs runs to MLflow; registers the champion.""",
+        _predict_arguments,
+    ),
+    _Stage("report", "self-contained HTML report for one cohort", None, _report_arguments),
+    _Stage("compare", "table of MLflow runs (representation x model), best first", None, _compare_arguments),
+    _Stage("summary", "table of held_out metrics from metrics/*.json", None, _summary_arguments),
+    _Stage("ui", "start the MLflow UI on this project's store", None, _ui_arguments),
+    _Stage(
+        "run",
+        "the whole pipeline in one process, in a workspace folder",
+        """\
+        Run synth (for --source synthetic), ingest, and for each cohort: cohort, features, audit, embed,
+        predict, report; then print the summary. Outputs go under --workspace, so a MIMIC-IV run never
+        overwrites the DVC demo in the project root.""",
+        _run_arguments,
+    ),
+)
+
+
+def _add_stage(sub: Any, stage: _Stage) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        stage.name,
+        help=stage.help,
+        description=textwrap.dedent(stage.description or stage.help),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_common(p)
+    stage.add_arguments(p)
+    return p
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """Build the ``ehr-hcl`` argument parser: one subcommand per entry of ``STAGES``.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The command line (default ``sys.argv[1:]``); ``cohort --help`` adds the cohort field reference.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(
         prog="ehr-hcl",
@@ -71,137 +274,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version="ehr-hcl 0.1.0")
     sub = parser.add_subparsers(dest="command", metavar="STAGE")
     sub.required = True
+    for stage in STAGES:
+        p = _add_stage(sub, stage)
+        if stage.name == "cohort" and argv[:1] == ["cohort"] and ("-h" in argv or "--help" in argv):
+            from pipeline.cohort import CLI_HELP  # the field reference; imported only for `cohort --help`
 
-    def stage(name: str, help_: str, description: str | None = None) -> argparse.ArgumentParser:
-        p = sub.add_parser(
-            name,
-            help=help_,
-            description=textwrap.dedent(description or help_),
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        _add_common(p)
-        return p
-
-    p = stage(
-        "synth",
-        "write a synthetic MIMIC-IV-shaped dataset with known ground truth",
-        """\
-        Write MIMIC-IV-shaped tables (hosp/*.csv.gz, note/*.csv.gz) generated from a known hierarchical
-        latent model, and the ground truth (factors, structures, true outcome probabilities) under truth/.
-        Deterministic by seed. Knobs: the `synth` section of params.yaml.""",
-    )
-    p.add_argument("--output", type=Path, default=Path("data/raw/synthetic"), help="output folder")
-    p.add_argument("--patients", type=int, default=None, help="number of patients (default: params synth.patients)")
-    p.add_argument("--seed", type=int, default=None, help="random seed (default: params synth.seed)")
-
-    p = stage(
-        "ingest",
-        "MIMIC-IV tables or a MEDS dataset -> MEDS events",
-        """\
-        Read MIMIC-IV (hosp/, note/ as .csv.gz, .csv or parquet) or an existing MEDS dataset and write a
-        MEDS 0.4 dataset: data/*.parquet, metadata/codes.parquet, metadata/dataset.json,
-        metadata/subject_splits.parquet. Every event is stamped at the time it became available.
-        Rows that cannot be used are quarantined in quality/rejects.parquet and counted; --strict makes
-        them errors. Knobs: the `ingest` section of params.yaml.""",
-    )
-    p.add_argument("--source", choices=["mimic-iv", "meds"], default="mimic-iv", help="input layout")
-    p.add_argument("--input", type=Path, default=Path("data/raw/synthetic"), help="input folder")
-    p.add_argument("--output", type=Path, default=Path("data/events"), help="output MEDS folder")
-    p.add_argument("--strict", action="store_true", default=None, help="fail on row-level problems")
-
-    p = stage(
-        "cohort",
-        "cohort YAML -> labels, splits, attrition, ACES export",
-        """\
-        Build one cohort from a YAML definition (see cohorts/README.md for every field):
-        labels.parquet (subject_id, hadm_id, prediction_time, boolean_value, split, time-to-event and
-        subgroup columns), attrition.json, aces.yaml. The cohort's name is the file's stem.""",
-    )
-    if argv[:1] == ["cohort"] and ("-h" in argv or "--help" in argv):
-        from pipeline.cohort import CLI_HELP  # the field reference; imported only for `cohort --help`
-
-        p.epilog = CLI_HELP
-    p.add_argument("--config", type=Path, required=True, help="cohort YAML, e.g. cohorts/in_hospital_mortality.yaml")
-    p.add_argument("--events", type=Path, default=Path("data/events"), help="MEDS events folder")
-    p.add_argument("--output", type=Path, default=None, help="output folder (default: data/cohorts/<name>)")
-
-    p = stage(
-        "features",
-        "events + labels -> modality matrices, mask, provenance",
-        """\
-        Build one matrix per modality (codes, labs, medications, notes), row-aligned with the labels,
-        from events at or before each prediction time only; vocabularies, statistics and the note
-        encoder are fit on train rows. Runs the leakage audit afterwards. Knobs: `features` section.""",
-    )
-    p.add_argument("--labels", type=Path, required=True, help="labels.parquet from `ehr-hcl cohort`")
-    p.add_argument("--events", type=Path, default=Path("data/events"), help="MEDS events folder")
-    p.add_argument("--output", type=Path, required=True, help="output folder")
-    p.add_argument("--no-audit", action="store_true", help="skip the leakage audit (not recommended)")
-
-    p = stage("audit", "leakage audit of a features folder against its labels")
-    p.add_argument("--labels", type=Path, required=True, help="labels.parquet")
-    p.add_argument("--features", type=Path, required=True, help="features folder")
-    p.add_argument("--events", type=Path, default=None, help="MEDS events folder (enables label-window checks)")
-
-    p = stage(
-        "embed",
-        "fit HCL and baselines on train rows -> embeddings per structure",
-        """\
-        Fit each representation method listed in params `embed.methods` (hcl, linear_hcl, concat, pca,
-        clip, shared_private, jive) on train rows, transform every row, and write
-        <output>/<method>.parquet with columns <structure>__<k>; models and summaries go to --models.""",
-    )
-    p.add_argument("--features", type=Path, required=True, help="features folder")
-    p.add_argument("--labels", type=Path, required=True, help="labels.parquet")
-    p.add_argument("--output", type=Path, required=True, help="embeddings folder")
-    p.add_argument("--models", type=Path, required=True, help="folder for fitted models and summaries")
-
-    p = stage(
-        "predict",
-        "models per representation; metrics with CIs; survival; MLflow",
-        """\
-        For every representation in --embeddings and every model in params `predict.models`: fit on
-        train, tune on tuning, report on held_out (AUROC/AUPRC with subject-bootstrap CIs, Brier,
-        calibration, subgroups, Cox concordance). Logs runs to MLflow; registers the champion.""",
-    )
-    p.add_argument("--cohort", required=True, help="cohort name (= the MLflow experiment / task)")
-    p.add_argument("--labels", type=Path, required=True, help="labels.parquet")
-    p.add_argument("--embeddings", type=Path, required=True, help="embeddings folder")
-    p.add_argument("--metrics", type=Path, required=True, help="metrics JSON to write")
-    p.add_argument("--plots", type=Path, required=True, help="folder for plot data and figures")
-    p.add_argument("--truth", type=Path, default=None, help="synthetic truth admissions.parquet (oracle AUROC)")
-    p.add_argument("--features", type=Path, default=None, help="features folder: MLflow dataset inputs (optional)")
-    p.add_argument("--source-name", default="synthetic", help="data source tag for MLflow")
-
-    p = stage("report", "self-contained HTML report for one cohort")
-    p.add_argument("--cohort", required=True, help="cohort name")
-    p.add_argument("--workspace", type=Path, default=Path("."), help="workspace root holding data/, models/, …")
-    p.add_argument("--output", type=Path, default=None, help="HTML file (default: reports/<cohort>.html)")
-
-    p = stage("compare", "table of MLflow runs (representation x model), best first")
-    p.add_argument("--task", default=None, help="one task (experiment name); default: all")
-
-    p = stage("summary", "table of held_out metrics from metrics/*.json")
-    p.add_argument("--workspace", type=Path, default=Path("."), help="workspace root")
-
-    p = stage("ui", "start the MLflow UI on this project's store")
-    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=5000, help="port")
-
-    p = stage(
-        "run",
-        "the whole pipeline in one process, in a workspace folder",
-        """\
-        Run synth (for --source synthetic), ingest, and for each cohort: cohort, features, audit, embed,
-        predict, report; then print the summary. Outputs go under --workspace, so a MIMIC-IV run never
-        overwrites the DVC demo in the project root.""",
-    )
-    p.add_argument("--source", choices=["synthetic", "mimic-iv", "meds"], default="synthetic")
-    p.add_argument("--input", type=Path, default=None, help="input folder (not for synthetic)")
-    p.add_argument("--workspace", type=Path, required=True, help="output root, e.g. workspaces/mimic-iv-demo")
-    p.add_argument(
-        "--cohorts", nargs="+", type=Path, default=None, help="cohort YAMLs (default: the two in cohorts/)"
-    )
+            p.epilog = CLI_HELP
     return parser
 
 
@@ -242,6 +320,18 @@ def _set_environment() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one ``ehr-hcl`` command and return its exit code.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The command line without the program name (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 on success, 2 on a user error (one line on stderr), 130 when interrupted.
+    """
     _set_environment()  # before any numeric library is imported
     parser = build_parser(argv)
     args = parser.parse_args(argv)
@@ -280,6 +370,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def entry() -> None:
+    """Run the console script: ``main`` on ``sys.argv``, a traceback and exit code 1 on a bug."""
     try:
         code = main()
     except Exception:  # a bug: show the traceback, exit 1
