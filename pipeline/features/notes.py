@@ -187,6 +187,135 @@ def embed_notes(
     return out, stats
 
 
+class _SentenceMeans:
+    """Working state of one :func:`embed_notes_by_sentence` call, one method per step of a note block.
+
+    Holds the sentence vectors in memory, the sentences already hashed, the counters of the stage summary
+    and the vectors waiting to be written to the two disk caches (None: no cache).
+    """
+
+    def __init__(
+        self,
+        encoder: Any,
+        note_cache: EmbeddingCache | None,
+        sent_cache: EmbeddingCache | None,
+        step: int,
+        splitter: Callable[[str], list[str]],
+    ):
+        self.encoder = encoder
+        self.note_cache = note_cache
+        self.sent_cache = sent_cache
+        self.step = step
+        self.splitter = splitter
+        self.memory: dict[str, np.ndarray] = {}  # sentence key -> vector
+        self.known: dict[
+            str, tuple[str, int]
+        ] = {}  # sentence text -> (key, weight), this run only, never written
+        self.n_occ = self.n_embedded = self.n_from_disk = 0
+        self.pend_sent_keys: list[str] = []
+        self.pend_sent_vecs: list[np.ndarray] = []
+        self.pend_note_keys: list[str] = []
+        self.pend_note_vecs: list[np.ndarray] = []
+
+    def embed_block(
+        self, block: list[int], texts: list[str], note_keys: list[str], out: np.ndarray, bar: Any
+    ) -> None:
+        """Compute the vectors of the notes ``block`` (indices into ``texts``) into ``out``; flush the caches."""
+        if len(self.memory) > MAX_MEMORY_SENTENCES or len(self.known) > MAX_MEMORY_SENTENCES:
+            self.memory.clear()  # bounded memory; the disk cache (if any) still holds every vector
+            self.known.clear()
+        keys_of, weights_of, text_of = self._split([texts[i] for i in block])
+        if self.sent_cache is not None and text_of:
+            found = self.sent_cache.lookup(list(text_of))
+            self.memory.update(found)
+            self.n_from_disk += len(found)
+        missing = [k for k in text_of if k not in self.memory]
+        order, last_sorted = _finishing_order(keys_of, missing)
+        done = 0
+        for e0 in range(
+            -self.step, len(missing), self.step
+        ):  # the first pass finishes notes needing nothing new
+            if e0 >= 0:
+                self._embed_sentences(missing[e0 : e0 + self.step], text_of)
+            upto = max(e0 + self.step, 0)
+            new = int(np.searchsorted(last_sorted, upto, side="left"))
+            for j in order[done:new]:
+                out[block[j]] = self._note_vector(keys_of[j], weights_of[j], note_keys[block[j]])
+            bar.update(new - done)
+            bar.set_postfix_str(
+                f"sentences: {self.n_embedded} embedded, {self.n_from_disk} from cache, {self.n_occ} seen",
+                refresh=False,
+            )
+            done = new
+        if done != len(block):  # cannot happen: every sentence of the block is in memory by now
+            raise RuntimeError(f"notes: {len(block) - done} notes of a block were left unfinished")
+        self._flush_block()
+
+    def _split(self, block_texts: list[str]) -> tuple[list[list[str]], list[np.ndarray], dict[str, str]]:
+        """Split notes into sentence keys and word-count weights; return the block's new sentences too."""
+        keys_of: list[list[str]] = []
+        weights_of: list[np.ndarray] = []
+        text_of: dict[str, str] = {}  # distinct sentences of the block not in memory, first-seen order
+        known = self.known
+        for text in block_texts:
+            sentences = self.splitter(text) or [text]
+            for x in sentences:
+                if x not in known:  # templated text: most sentences are hashed and counted only once
+                    known[x] = (text_hash(x), word_count(x))
+            keys = [known[x][0] for x in sentences]
+            keys_of.append(keys)
+            weights_of.append(np.array([known[x][1] for x in sentences], dtype=np.float64))
+            for k, x in zip(keys, sentences, strict=True):
+                if k not in self.memory and k not in text_of:
+                    text_of[k] = x
+            self.n_occ += len(keys)
+        return keys_of, weights_of, text_of
+
+    def _embed_sentences(self, chunk: list[str], text_of: dict[str, str]) -> None:
+        """Encode one batch of new sentences into memory; write a cache part when enough are pending."""
+        vecs = np.asarray(self.encoder.encode([text_of[k] for k in chunk]), dtype=np.float32)
+        self.memory.update(zip(chunk, vecs, strict=True))
+        self.n_embedded += len(chunk)
+        self.pend_sent_keys += chunk
+        self.pend_sent_vecs.append(vecs)
+        if self.sent_cache is not None and len(self.pend_sent_keys) >= CACHE_FLUSH_NOTES:
+            self.sent_cache.add(self.pend_sent_keys, np.concatenate(self.pend_sent_vecs))
+            self.pend_sent_keys, self.pend_sent_vecs = [], []
+
+    def _note_vector(self, keys: list[str], weights: np.ndarray, note_key: str) -> np.ndarray:
+        """Return the L2-normalised weighted mean of a note's sentence vectors (float64), queued for the cache."""
+        mat = np.stack([self.memory[k] for k in keys]).astype(np.float64)
+        vec = weights @ mat
+        norm = float(np.linalg.norm(vec))
+        if norm > 0:
+            vec /= norm
+        self.pend_note_keys.append(note_key)
+        self.pend_note_vecs.append(vec.astype(np.float32))
+        return vec
+
+    def _flush_block(self) -> None:
+        """Write the sentence and note vectors still pending to their caches."""
+        if self.sent_cache is not None and self.pend_sent_keys:
+            self.sent_cache.add(self.pend_sent_keys, np.concatenate(self.pend_sent_vecs))
+            self.pend_sent_keys, self.pend_sent_vecs = [], []
+        if self.note_cache is not None and self.pend_note_keys:
+            self.note_cache.add(self.pend_note_keys, np.stack(self.pend_note_vecs))
+        self.pend_note_keys, self.pend_note_vecs = [], []
+
+
+def _finishing_order(keys_of: list[list[str]], missing: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Order a block's notes by the encoder batch that finishes them.
+
+    A note is finished once the last of its new sentences is embedded (first-seen order), so the bar
+    advances after every encoder call. Returns the notes' order and, in that order, the position of each
+    note's last new sentence in ``missing`` (-1: nothing new).
+    """
+    pos = {k: j for j, k in enumerate(missing)}
+    last = np.array([max((pos.get(k, -1) for k in keys), default=-1) for keys in keys_of])
+    order = np.argsort(last, kind="stable")
+    return order, last[order]
+
+
 def embed_notes_by_sentence(
     texts: list[str],
     encoder: Any,
@@ -235,93 +364,21 @@ def embed_notes_by_sentence(
     for i, k in enumerate(note_keys):
         if k in hits:
             out[i] = hits[k]
-    memory: dict[str, np.ndarray] = {}  # sentence key -> vector
-    known: dict[str, tuple[str, int]] = {}  # sentence text -> (key, weight), this run only, never written
-    n_occ = n_embedded = n_from_disk = 0
-    pend_sent_keys: list[str] = []
-    pend_sent_vecs: list[np.ndarray] = []
-    pend_note_keys: list[str] = []
-    pend_note_vecs: list[np.ndarray] = []
-    step = max(1, int(batch_size))
+    state = _SentenceMeans(encoder, note_cache, sent_cache, max(1, int(batch_size)), splitter)
     start = _time.perf_counter()
     with tqdm(
         total=len(todo), unit="notes", desc="embedding notes (sentences)", disable=not progress or not todo
     ) as bar:
         for b in range(0, len(todo), NOTE_BLOCK):
-            block = todo[b : b + NOTE_BLOCK]
-            if len(memory) > MAX_MEMORY_SENTENCES or len(known) > MAX_MEMORY_SENTENCES:
-                memory.clear()  # bounded memory; the disk cache (if any) still holds every vector
-                known.clear()
-            keys_of: list[list[str]] = []
-            weights_of: list[np.ndarray] = []
-            text_of: dict[str, str] = {}  # distinct sentences of the block not in memory, first-seen order
-            for i in block:
-                sentences = splitter(texts[i]) or [texts[i]]
-                for x in sentences:
-                    if x not in known:  # templated text: most sentences are hashed and counted only once
-                        known[x] = (text_hash(x), word_count(x))
-                keys = [known[x][0] for x in sentences]
-                keys_of.append(keys)
-                weights_of.append(np.array([known[x][1] for x in sentences], dtype=np.float64))
-                for k, x in zip(keys, sentences, strict=True):
-                    if k not in memory and k not in text_of:
-                        text_of[k] = x
-                n_occ += len(keys)
-            if sent_cache is not None and text_of:
-                found = sent_cache.lookup(list(text_of))
-                memory.update(found)
-                n_from_disk += len(found)
-            missing = [k for k in text_of if k not in memory]
-            # a note is finished once the last of its new sentences is embedded (first-seen order), so the
-            # bar advances after every encoder call
-            pos = {k: j for j, k in enumerate(missing)}
-            last = np.array([max((pos.get(k, -1) for k in keys), default=-1) for keys in keys_of])
-            order = np.argsort(last, kind="stable")
-            last_sorted = last[order]
-            done = 0
-            for e0 in range(-step, len(missing), step):  # the first pass finishes notes needing nothing new
-                if e0 >= 0:
-                    chunk = missing[e0 : e0 + step]
-                    vecs = np.asarray(encoder.encode([text_of[k] for k in chunk]), dtype=np.float32)
-                    memory.update(zip(chunk, vecs, strict=True))
-                    n_embedded += len(chunk)
-                    pend_sent_keys += chunk
-                    pend_sent_vecs.append(vecs)
-                    if sent_cache is not None and len(pend_sent_keys) >= CACHE_FLUSH_NOTES:
-                        sent_cache.add(pend_sent_keys, np.concatenate(pend_sent_vecs))
-                        pend_sent_keys, pend_sent_vecs = [], []
-                upto = max(e0 + step, 0)
-                new = int(np.searchsorted(last_sorted, upto, side="left"))
-                for j in order[done:new]:
-                    mat = np.stack([memory[k] for k in keys_of[j]]).astype(np.float64)
-                    vec = weights_of[j] @ mat
-                    norm = float(np.linalg.norm(vec))
-                    if norm > 0:
-                        vec /= norm
-                    out[block[j]] = vec
-                    pend_note_keys.append(note_keys[block[j]])
-                    pend_note_vecs.append(vec.astype(np.float32))
-                bar.update(new - done)
-                bar.set_postfix_str(
-                    f"sentences: {n_embedded} embedded, {n_from_disk} from cache, {n_occ} seen", refresh=False
-                )
-                done = new
-            if done != len(block):  # cannot happen: every sentence of the block is in memory by now
-                raise RuntimeError(f"notes: {len(block) - done} notes of a block were left unfinished")
-            if sent_cache is not None and pend_sent_keys:
-                sent_cache.add(pend_sent_keys, np.concatenate(pend_sent_vecs))
-                pend_sent_keys, pend_sent_vecs = [], []
-            if note_cache is not None and pend_note_keys:
-                note_cache.add(pend_note_keys, np.stack(pend_note_vecs))
-            pend_note_keys, pend_note_vecs = [], []
+            state.embed_block(todo[b : b + NOTE_BLOCK], texts, note_keys, out, bar)
     seconds = _time.perf_counter() - start
     stats = {
         "n_notes": len(texts),
         "n_cache_hits": len(texts) - len(todo),
         "n_embedded": len(todo),
-        "n_sentences": n_occ,
-        "n_sentences_embedded": n_embedded,
-        "n_sentences_from_cache": n_from_disk,
+        "n_sentences": state.n_occ,
+        "n_sentences_embedded": state.n_embedded,
+        "n_sentences_from_cache": state.n_from_disk,
         "embed_seconds": round(seconds, 3),
         "notes_per_second": round(len(todo) / seconds, 2) if todo and seconds > 0 else None,
     }
@@ -331,10 +388,10 @@ def embed_notes_by_sentence(
         stats["n_notes"],
         stats["n_cache_hits"],
         stats["n_embedded"],
-        n_occ,
-        n_embedded,
+        state.n_occ,
+        state.n_embedded,
         encoder.name,
-        n_from_disk,
+        state.n_from_disk,
         stats["notes_per_second"],
     )
     return out, stats
