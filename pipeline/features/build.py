@@ -147,8 +147,6 @@ _EVENT_COLUMNS = {
 }
 
 
-
-
 def cohort_lookback_days(labels_path: Path) -> float | None:
     """Lookback in days from the typed cohort definition beside the labels; None means all history.
 
@@ -162,8 +160,9 @@ def cohort_lookback_days(labels_path: Path) -> float | None:
 
 
 def _window_lazy(rows: pl.DataFrame, events: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
-    """Pair each event with every label row of its subject that may see it (time rule); adds row_idx and
-    prediction_time.
+    """Pair each event with every label row of its subject that may see it (time rule).
+
+    Adds row_idx and prediction_time.
     """
     joined = events.lazy().join(
         rows.lazy().select("row_idx", "subject_id", "prediction_time", "window_start"),
@@ -247,25 +246,8 @@ def build_features(
         ``n_events`` and ``seconds``.
     """
     t_start = _time.perf_counter()
-    labels = read_labels(labels_path).with_row_index("row_idx")
+    labels, rows, train_rows, lookback = _label_rows(labels_path, config)
     n_rows = labels.height
-    train_rows = (labels["split"] == "train").to_numpy()
-    if n_rows == 0:
-        raise CohortError(
-            f"{labels_path}: the cohort has no rows; check its criteria (attrition.json) and rebuild it"
-        )
-    if not train_rows.any():
-        raise CohortError(
-            f"{labels_path}: no row has split == 'train'; features are fit on train rows: check the cohort's "
-            "split fractions"
-        )
-    lookback = config.lookback_days if config.lookback_days is not None else cohort_lookback_days(labels_path)
-    start = (
-        pl.col("prediction_time") - pl.duration(microseconds=int(lookback * 86400e6))
-        if lookback is not None
-        else pl.lit(None, dtype=pl.Datetime("us"))
-    )
-    rows = labels.select("row_idx", "subject_id", "prediction_time", start.alias("window_start"))
     events = read_events(events_dir, columns=list(_EVENT_COLUMNS))
     subjects = rows["subject_id"].unique().implode()
 
@@ -277,35 +259,9 @@ def build_features(
         family = pl.any_horizontal([pl.col("code").str.starts_with(p) for p in prefixes])
         scoped = events.filter(family & pl.col("subject_id").is_in(subjects))
         if modality == "notes":
-            note_events = scoped.select("subject_id", "time", "text_value").collect()
-            n_untimed = note_events["time"].null_count()
-            note_events = note_events.filter(pl.col("time").is_not_null())
-            results[modality] = build_notes(
-                note_events,
-                lambda ev: _window(rows, ev),
-                n_rows,
-                train_rows,
-                config.notes,
-                config.cache_dir,
-                progress,
-                model=_model,
-            )
+            results[modality], n_untimed = _notes_modality(scoped, rows, train_rows, config, progress, _model)
         else:
-            cols = [pl.col("subject_id"), pl.col("time"), pl.col("code")]
-            if modality == "labs":  # the biggest table: categorical codes keep it small in memory
-                cols = cols[:2] + [pl.col("code").cast(pl.Categorical), pl.col("numeric_value")]
-            family_events = scoped.select(cols).collect()
-            n_untimed = family_events["time"].null_count()
-            aggregate, builder = {
-                "codes": (aggregate_codes, build_codes),
-                "labs": (aggregate_labs, build_labs),
-                "medications": (aggregate_medications, build_medications),
-            }[modality]
-            agg = _window_aggregate(
-                rows, family_events, aggregate, getattr(config, modality), config.join_batch_rows
-            )
-            del family_events
-            results[modality] = builder(agg, n_rows, train_rows, getattr(config, modality))
+            results[modality], n_untimed = _tabular_modality(modality, scoped, rows, train_rows, config)
         results[modality].run["n_events_without_time_excluded"] = int(n_untimed)
         if n_untimed:
             logger.warning(
@@ -323,6 +279,103 @@ def build_features(
             timings[modality],
         )
 
+    summary = _write_features(output_dir, labels, results, timings, config, train_rows, lookback)
+    summary["seconds"] = round(_time.perf_counter() - t_start, 3)
+    summary["output_dir"] = str(output_dir)
+    return summary
+
+
+def _label_rows(
+    labels_path: Path, config: FeaturesConfig
+) -> tuple[pl.DataFrame, pl.DataFrame, np.ndarray, float | None]:
+    """Read the labels and give each row its history window.
+
+    Returns
+    -------
+    labels : polars.DataFrame
+        The labels with a ``row_idx`` column.
+    rows : polars.DataFrame
+        row_idx, subject_id, prediction_time, window_start (null: all history).
+    train_rows : ndarray of shape (n_rows,), bool
+    lookback : float or None
+        The history window in days.
+    """
+    labels = read_labels(labels_path).with_row_index("row_idx")
+    train_rows = (labels["split"] == "train").to_numpy()
+    if labels.height == 0:
+        raise CohortError(
+            f"{labels_path}: the cohort has no rows; check its criteria (attrition.json) and rebuild it"
+        )
+    if not train_rows.any():
+        raise CohortError(
+            f"{labels_path}: no row has split == 'train'; features are fit on train rows: check the cohort's "
+            "split fractions"
+        )
+    lookback = config.lookback_days if config.lookback_days is not None else cohort_lookback_days(labels_path)
+    start = (
+        pl.col("prediction_time") - pl.duration(microseconds=int(lookback * 86400e6))
+        if lookback is not None
+        else pl.lit(None, dtype=pl.Datetime("us"))
+    )
+    rows = labels.select("row_idx", "subject_id", "prediction_time", start.alias("window_start"))
+    return labels, rows, train_rows, lookback
+
+
+def _notes_modality(
+    scoped: pl.LazyFrame,
+    rows: pl.DataFrame,
+    train_rows: np.ndarray,
+    config: FeaturesConfig,
+    progress: bool,
+    model: Any,
+) -> tuple[ModalityMatrix, int]:
+    """Build the notes matrix from the labelled subjects' NOTE events; also return how many had no time."""
+    note_events = scoped.select("subject_id", "time", "text_value").collect()
+    n_untimed = note_events["time"].null_count()
+    note_events = note_events.filter(pl.col("time").is_not_null())
+    matrix = build_notes(
+        note_events,
+        lambda ev: _window(rows, ev),
+        rows.height,
+        train_rows,
+        config.notes,
+        config.cache_dir,
+        progress,
+        model=model,
+    )
+    return matrix, n_untimed
+
+
+def _tabular_modality(
+    modality: str, scoped: pl.LazyFrame, rows: pl.DataFrame, train_rows: np.ndarray, config: FeaturesConfig
+) -> tuple[ModalityMatrix, int]:
+    """Build the codes, labs or medications matrix; also return how many of its events had no time."""
+    cols = [pl.col("subject_id"), pl.col("time"), pl.col("code")]
+    if modality == "labs":  # the biggest table: categorical codes keep it small in memory
+        cols = cols[:2] + [pl.col("code").cast(pl.Categorical), pl.col("numeric_value")]
+    family_events = scoped.select(cols).collect()
+    n_untimed = family_events["time"].null_count()
+    aggregate, builder = {
+        "codes": (aggregate_codes, build_codes),
+        "labs": (aggregate_labs, build_labs),
+        "medications": (aggregate_medications, build_medications),
+    }[modality]
+    agg = _window_aggregate(rows, family_events, aggregate, getattr(config, modality), config.join_batch_rows)
+    del family_events
+    return builder(agg, rows.height, train_rows, getattr(config, modality)), n_untimed
+
+
+def _write_features(
+    output_dir: Path,
+    labels: pl.DataFrame,
+    results: dict[str, ModalityMatrix],
+    timings: dict[str, float],
+    config: FeaturesConfig,
+    train_rows: np.ndarray,
+    lookback: float | None,
+) -> dict[str, Any]:
+    """Write the modality matrices, mask, provenance and vocabulary atomically; return the stage summary."""
+    n_rows = labels.height
     summary: dict[str, Any] = {
         "rows": n_rows,
         "n_train_rows": int(train_rows.sum()),
@@ -365,6 +418,4 @@ def build_features(
         write_parquet(pl.DataFrame(list(mask_cols.values())), tmp / "mask.parquet")
         write_parquet(pl.DataFrame(prov_cols), tmp / "provenance.parquet")
         write_json(vocabulary, tmp / "vocabulary.json")
-    summary["seconds"] = round(_time.perf_counter() - t_start, 3)
-    summary["output_dir"] = str(output_dir)
     return summary
