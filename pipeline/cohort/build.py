@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 
 def format_attrition(attrition: list[dict[str, Any]]) -> str:
-    """The attrition table as fixed-width text (criterion, before, after, excluded)."""
+    """Format the attrition table as fixed-width text (criterion, before, after, excluded)."""
     width = max([len("criterion")] + [len(str(r["criterion"])) for r in attrition])
     lines = [f"{'criterion':<{width}}  {'before':>8}  {'after':>8}  {'excluded':>8}"]
     lines.append("-" * len(lines[0]))
@@ -71,7 +71,7 @@ def input_splits(events_dir: Path) -> pl.DataFrame | None:
 
 
 def _owned_folder(folder: Path) -> bool:
-    """True if ``folder`` is absent or holds only this stage's outputs (so it may be swapped whole)."""
+    """Return True if ``folder`` is absent or holds only this stage's outputs (so it may be swapped whole)."""
     if not folder.exists():
         return True
     if not folder.is_dir():
@@ -118,15 +118,32 @@ def build_cohort(config_path: Path, events_dir: Path, output_dir: Path) -> dict:
     events = read_events(events_dir, require=("hadm_id",))
     given_splits = input_splits(events_dir)
     labels, attrition = compute_labels(spec, events, source=str(config_path), subject_splits=given_splits)
-    split_info = {
+    split_info = _split_info(spec, events_dir, given_splits)
+    log.info("cohort %s: attrition\n%s", name, format_attrition(attrition))
+
+    header = f"# cohort {name!r}: normalised copy of {config_path.name} written by `ehr-hcl cohort`\n"
+    texts = {
+        "cohort": header + yaml.safe_dump(spec_to_yaml_dict(spec), sort_keys=False),
+        "aces": to_aces_yaml(spec, name, _admission_types(events)),
+    }
+    _write_outputs(output_dir, texts, attrition, split_info, labels)
+    outputs = {key: output_dir / fname for key, fname in OUTPUT_FILES.items()}
+    return _summary(name, labels, attrition, split_info, outputs)
+
+
+def _split_info(spec: Any, events_dir: Path, given_splits: pl.DataFrame | None) -> dict[str, Any]:
+    """Say where the splits came from: the input's subject_splits.parquet, or the keyed hash and its knobs."""
+    return {
         "source": "keyed_hash" if given_splits is None else "input",
         "file": None if given_splits is None else str(events_dir / "metadata" / "subject_splits.parquet"),
         "fractions": None if given_splits is not None else list(spec.split.fractions),
         "seed": None if given_splits is not None else spec.split.seed,
     }
-    log.info("cohort %s: attrition\n%s", name, format_attrition(attrition))
 
-    adm_types = (
+
+def _admission_types(events: pl.LazyFrame) -> list[str]:
+    """Return the sorted admission types present in the events (the part of ADMISSION//<type> codes)."""
+    return (
         events.filter(pl.col("code").str.starts_with(schema.ADMISSION + "//"))
         .select(pl.col("code").str.strip_prefix(schema.ADMISSION + "//").unique().alias("t"))
         .collect()
@@ -134,12 +151,16 @@ def build_cohort(config_path: Path, events_dir: Path, output_dir: Path) -> dict:
         .sort()
         .to_list()
     )
-    outputs = {key: output_dir / fname for key, fname in OUTPUT_FILES.items()}
-    header = f"# cohort {name!r}: normalised copy of {config_path.name} written by `ehr-hcl cohort`\n"
-    texts = {
-        "cohort": header + yaml.safe_dump(spec_to_yaml_dict(spec), sort_keys=False),
-        "aces": to_aces_yaml(spec, name, adm_types),
-    }
+
+
+def _write_outputs(
+    output_dir: Path,
+    texts: dict[str, str],
+    attrition: list[dict[str, Any]],
+    split_info: dict[str, Any],
+    labels: pl.DataFrame,
+) -> None:
+    """Write every output file: the folder swapped in at once when the cohort owns it, else file by file."""
     # exact arrow types of the contract (polars alone would write large_string)
     table = labels.to_arrow().cast(pa.schema(list(schema.LABEL_COLUMNS.items())))
     meds_table = table.select(schema.MEDS_LABEL_SCHEMA.names).cast(schema.MEDS_LABEL_SCHEMA)
@@ -162,6 +183,15 @@ def build_cohort(config_path: Path, events_dir: Path, output_dir: Path) -> dict:
         log.warning("cohort: %s holds other files; writing the outputs one by one", output_dir)
         write_all(output_dir)
 
+
+def _summary(
+    name: str,
+    labels: pl.DataFrame,
+    attrition: list[dict[str, Any]],
+    split_info: dict[str, Any],
+    outputs: dict[str, Path],
+) -> dict[str, Any]:
+    """Return (and log) the stage summary: rows, subjects, positives, splits, event types, attrition."""
     counts = labels.group_by("split").len()
     n_pos = int(labels.get_column("boolean_value").sum())
     summary = {
