@@ -37,7 +37,7 @@ def _plus(ref: str, td: timedelta) -> str:
 
 
 def to_aces_dict(spec: CohortSpec, admission_types: list[str]) -> tuple[dict, list[str]]:
-    """The ACES configuration as a dict, and the list of parts that could not be expressed.
+    """Build the ACES configuration as a dict, and the list of parts that could not be expressed.
 
     Parameters
     ----------
@@ -45,34 +45,69 @@ def to_aces_dict(spec: CohortSpec, admission_types: list[str]) -> tuple[dict, li
     admission_types : list of str
         Admission types present in the data (to write include/exclude lists as explicit alternations,
         since ACES regexes have no negative look-ahead).
+
+    Returns
+    -------
+    config : dict
+        description, predicates, trigger, windows.
+    not_expressed : list of str
+        The cohort's parts that ACES cannot express, one line each.
     """
-    pop, pred, out = spec.population, spec.prediction, spec.outcome
-    not_expressed: list[str] = []
+    pop = spec.population
     types = [
         t for t in admission_types if not pop.admission_types.include or t in pop.admission_types.include
     ]
     types = [t for t in types if t not in pop.admission_types.exclude]
-    index_adm = (
-        {"code": {"regex": f"^{schema.ADMISSION}//.*"}}
-        if types == admission_types
-        else {"code": {"regex": f"^{schema.ADMISSION}//{_alternation(types)}$"}}
-    )
     predicates: dict = {
         "admission": {"code": {"regex": f"^{schema.ADMISSION}//.*"}},
-        "index_admission": index_adm,
+        "index_admission": _admission_predicate(types, admission_types),
         "discharge": {"code": {"regex": f"^{schema.DISCHARGE}//.*"}},
         "death": {"code": schema.DEATH},
         "discharge_or_death": {"expr": "or(discharge, death)"},
     }
-    windows: dict = {}
+    trigger, windows, not_expressed = _trigger_and_input(spec, all_types=types == admission_types)
+    for i, exc in enumerate(pop.exclusions):
+        name = f"exclusion_{i}"
+        predicates[name] = {"code": {"regex": "^" + _alternation(exc.codes)}}
+        windows[name] = {
+            "start": None if exc.lookback == "all" else f"end - {format_duration(exc.lookback)}",
+            "end": windows["input"]["end"],
+            "start_inclusive": True,
+            "end_inclusive": True,
+            "has": {name: _NONE},
+        }
+    target_predicates, windows["target"], target_notes = _target(spec, admission_types)
+    predicates.update(target_predicates)
+    not_expressed += target_notes + _unexpressed_criteria(spec)
+    config = {
+        "description": spec.description or "",
+        "predicates": predicates,
+        "trigger": trigger,
+        "windows": windows,
+    }
+    return config, not_expressed
+
+
+def _admission_predicate(types: list[str], admission_types: list[str]) -> dict:
+    """Return the predicate of an admission of one of ``types`` (any admission when that is all of them)."""
+    if types == admission_types:
+        return {"code": {"regex": f"^{schema.ADMISSION}//.*"}}
+    return {"code": {"regex": f"^{schema.ADMISSION}//{_alternation(types)}$"}}
+
+
+def _trigger_and_input(spec: CohortSpec, all_types: bool) -> tuple[str, dict, list[str]]:
+    """Return the trigger predicate, the input (and gap) windows, and what they cannot express."""
+    pred = spec.prediction
     lookback = spec.history.lookback
-    input_end = _plus("trigger", pred.offset)
-    windows["input"] = {
-        "start": None if lookback == "all" else f"end - {format_duration(lookback)}",
-        "end": input_end,
-        "start_inclusive": True,
-        "end_inclusive": True,
-        "index_timestamp": "end",
+    not_expressed: list[str] = []
+    windows: dict = {
+        "input": {
+            "start": None if lookback == "all" else f"end - {format_duration(lookback)}",
+            "end": _plus("trigger", pred.offset),
+            "start_inclusive": True,
+            "end_inclusive": True,
+            "index_timestamp": "end",
+        }
     }
     if pred.index_event == "admission":
         trigger = "index_admission"
@@ -87,55 +122,53 @@ def to_aces_dict(spec: CohortSpec, admission_types: list[str]) -> tuple[dict, li
     else:
         trigger = "discharge"
         windows["input"]["has"] = {"death": _NONE}  # discharged alive, no death before the prediction
-        if types != admission_types:
+        if not all_types:
             not_expressed.append(
                 "population.admission_types (the trigger is the discharge, not the admission)"
             )
-    for i, exc in enumerate(pop.exclusions):
-        name = f"exclusion_{i}"
-        predicates[name] = {"code": {"regex": "^" + _alternation(exc.codes)}}
-        windows[name] = {
-            "start": None if exc.lookback == "all" else f"end - {format_duration(exc.lookback)}",
-            "end": input_end,
-            "start_inclusive": True,
-            "end_inclusive": True,
-            "has": {name: _NONE},
-        }
+    return trigger, windows, not_expressed
+
+
+def _target(spec: CohortSpec, admission_types: list[str]) -> tuple[dict, dict, list[str]]:
+    """Return the outcome's own predicates, the target window, and what they cannot express."""
+    out = spec.outcome
     if out.type == "death_before_discharge":
-        windows["target"] = {
+        window = {
             "start": "input.end",
             "end": "start -> discharge_or_death",
             "start_inclusive": False,
             "end_inclusive": True,
             "label": "death",
         }
-    else:
-        counted = [t for t in admission_types if t not in out.not_counted_admission_types]
-        predicates["readmission"] = (
-            {"code": {"regex": f"^{schema.ADMISSION}//.*"}}
-            if counted == admission_types
-            else {"code": {"regex": f"^{schema.ADMISSION}//{_alternation(counted)}$"}}
+        return {}, window, []
+    not_expressed: list[str] = []
+    counted = [t for t in admission_types if t not in out.not_counted_admission_types]
+    predicates = {"readmission": _admission_predicate(counted, admission_types)}
+    if spec.prediction.index_event == "admission":
+        not_expressed.append(
+            "a readmission window anchored on a discharge after an admission-time prediction"
         )
-        if pred.index_event == "admission":
-            not_expressed.append(
-                "a readmission window anchored on a discharge after an admission-time prediction"
-            )
-        windows["target"] = {
-            "start": "input.end",
-            "end": f"start + {format_duration(out.window)}",
-            "start_inclusive": False,
-            "end_inclusive": True,
-            "label": "readmission",
-        }
-        if out.competing_death == "exclude":
-            windows["target"]["has"] = {"death": _NONE}
-            not_expressed.append(
-                "competing_death: exclude drops every death in the window here, also one after a readmission"
-            )
-        else:
-            not_expressed.append(
-                "competing_death: competing (deaths are label False; ACES has no event type)"
-            )
+    window: dict = {
+        "start": "input.end",
+        "end": f"start + {format_duration(out.window)}",
+        "start_inclusive": False,
+        "end_inclusive": True,
+        "label": "readmission",
+    }
+    if out.competing_death == "exclude":
+        window["has"] = {"death": _NONE}
+        not_expressed.append(
+            "competing_death: exclude drops every death in the window here, also one after a readmission"
+        )
+    else:
+        not_expressed.append("competing_death: competing (deaths are label False; ACES has no event type)")
+    return predicates, window, not_expressed
+
+
+def _unexpressed_criteria(spec: CohortSpec) -> list[str]:
+    """Return the population, censoring and split criteria that ACES cannot express, one line each."""
+    pop = spec.population
+    not_expressed: list[str] = []
     if pop.min_age is not None or pop.max_age is not None:
         rng = " and ".join(
             f"{op} {v:g}" for op, v in ((">=", pop.min_age), ("<=", pop.max_age)) if v is not None
@@ -152,17 +185,11 @@ def to_aces_dict(spec: CohortSpec, admission_types: list[str]) -> tuple[dict, li
         f"insufficient_followup {spec.censoring.insufficient_followup})"
     )
     not_expressed.append(f"split fractions {list(spec.split.fractions)} seed {spec.split.seed}")
-    config = {
-        "description": spec.description or "",
-        "predicates": predicates,
-        "trigger": trigger,
-        "windows": windows,
-    }
-    return config, not_expressed
+    return not_expressed
 
 
 def to_aces_yaml(spec: CohortSpec, name: str, admission_types: list[str]) -> str:
-    """The ACES task configuration as YAML text, with a header comment listing what ACES cannot express."""
+    """Render the ACES task configuration as YAML text, with a header comment listing what ACES cannot express."""
     config, missing = to_aces_dict(spec, admission_types)
     header = [
         f"# ACES task configuration for cohort {name!r}, exported by `ehr-hcl cohort`.",
