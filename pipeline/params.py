@@ -40,7 +40,7 @@ def read_yaml(path: str | os.PathLike) -> Any:
 
 
 def read_params(path: str | os.PathLike | None = None) -> dict[str, Any]:
-    """The whole params file as a dict (empty if the file does not exist and no path was forced)."""
+    """Read the whole params file as a dict (empty if the file does not exist and no path was forced)."""
     if path is None:
         path = DEFAULT_PARAMS
         if not Path(path).exists():

@@ -58,36 +58,47 @@ class Workspace:
 
     @property
     def raw(self) -> Path:
+        """The synthetic MIMIC-IV-shaped tables (``data/raw/synthetic``)."""
         return self.root / "data" / "raw" / "synthetic"
 
     @property
     def events(self) -> Path:
+        """The MEDS events folder (``data/events``)."""
         return self.root / "data" / "events"
 
     def cohort(self, name: str) -> Path:
+        """Return the cohort folder of ``name`` (``data/cohorts/<name>``)."""
         return self.root / "data" / "cohorts" / check_name(name)
 
     def labels(self, name: str) -> Path:
+        """Return the labels file of cohort ``name``."""
         return self.cohort(name) / "labels.parquet"
 
     def features(self, name: str) -> Path:
+        """Return the features folder of cohort ``name``."""
         return self.root / "data" / "features" / check_name(name)
 
     def embeddings(self, name: str) -> Path:
+        """Return the embeddings folder of cohort ``name``."""
         return self.root / "data" / "embeddings" / check_name(name)
 
     def models(self, name: str) -> Path:
+        """Return the fitted representation models of cohort ``name``."""
         return self.root / "models" / check_name(name)
 
     def metrics(self, name: str) -> Path:
+        """Return the metrics JSON of cohort ``name``."""
         return self.root / "metrics" / f"{check_name(name)}.json"
 
     def plots(self, name: str) -> Path:
+        """Return the plots folder of cohort ``name``."""
         return self.root / "plots" / check_name(name)
 
     def report(self, name: str) -> Path:
+        """Return the HTML report of cohort ``name``."""
         return self.root / "reports" / f"{check_name(name)}.html"
 
     @property
     def truth(self) -> Path:
+        """The synthetic generator's per-admission truth (oracle probabilities)."""
         return self.raw / "truth" / "admissions.parquet"

@@ -58,7 +58,7 @@ class Attrition:
         return out
 
     def inline(self) -> str:
-        """The table on one line, for error messages."""
+        """Return the table on one line, for error messages."""
         return "; ".join(f"{r['criterion']}: {r['before']} -> {r['after']}" for r in self.rows)
 
 
@@ -123,7 +123,7 @@ def _suffix(prefix: str) -> pl.Expr:
 
 
 def _key_events(events: pl.LazyFrame) -> pl.DataFrame:
-    """The admission, discharge, birth, death, gender and insurance events (all a cohort needs from codes)."""
+    """Collect the admission, discharge, birth, death, gender and insurance events (all a cohort needs)."""
     return (
         events.select("subject_id", "time", "code", "hadm_id")
         .filter(pl.any_horizontal([pl.col("code").str.starts_with(p + "//") | (pl.col("code") == p) for p in _KEY_PREFIXES]))
@@ -198,7 +198,7 @@ def _stay_table(key: pl.DataFrame, stays: pl.DataFrame) -> pl.DataFrame:
 
 
 def discharge_after_admission(df: pl.DataFrame, att: Attrition) -> pl.DataFrame:
-    """Data quality: a discharge is recorded, after the admission."""
+    """Keep admissions whose discharge is recorded, after the admission (data quality)."""
     return att.apply(
         df,
         pl.col("disch_time").is_not_null() & (pl.col("disch_time") > pl.col("admit_time")),
@@ -313,7 +313,7 @@ def within_followup(df: pl.DataFrame, att: Attrition, events: pl.LazyFrame, end:
 
 
 def min_history(df: pl.DataFrame, att: Attrition, events: pl.LazyFrame, pop: Population) -> pl.DataFrame:
-    """The subject's first (non-static) event lies at least ``min_history`` before the prediction time."""
+    """Keep predictions whose subject's first (non-static) event lies ``min_history`` or more before them."""
     if pop.min_history is None:
         return df
     first = (
@@ -472,7 +472,7 @@ def _days(t: pl.Expr, pred: pl.Expr) -> pl.Expr:
 
 
 def _label_columns(df: pl.DataFrame, spec: CohortSpec) -> pl.DataFrame:
-    """The label, the time to event in days, the survival event type and the age band."""
+    """Add the label, the time to event in days, the survival event type and the age band."""
     et = pl.col("event_type")
     event_time = (
         pl.when(et == "outcome")

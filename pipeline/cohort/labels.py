@@ -85,12 +85,12 @@ def read_labels(path: str | Path, columns: Sequence[str] = ()) -> pl.DataFrame:
 
 
 def cohort_spec_path(labels_path: str | Path) -> Path:
-    """The normalised ``cohort.yaml`` that ``ehr-hcl cohort`` writes beside ``labels.parquet``."""
+    """Return the path of the normalised ``cohort.yaml`` that ``ehr-hcl cohort`` writes beside ``labels.parquet``."""
     return Path(labels_path).parent / "cohort.yaml"
 
 
 def read_cohort_spec(labels_path: str | Path) -> CohortSpec:
-    """The typed cohort definition of the labels at ``labels_path``.
+    """Read the typed cohort definition of the labels at ``labels_path``.
 
     Parameters
     ----------

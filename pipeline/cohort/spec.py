@@ -170,8 +170,9 @@ class AdmissionTypes(_Strict):
 
 
 class Exclusion(_Strict):
-    """Drop a prediction if the subject has an event whose code starts with one of ``codes`` in the
-    ``lookback`` before the prediction time (only the past is looked at).
+    """Drop a prediction if the subject has a coded event in the ``lookback`` before it.
+
+    An event counts when its code starts with one of ``codes``; only the past is looked at.
     """
 
     name: str = Field(min_length=1, description="label of this criterion in the attrition table")
@@ -376,12 +377,12 @@ def check_cohort_name(name: str, source: str = "cohort name") -> str:
 
 
 def cohort_name(path: str | os.PathLike) -> str:
-    """The cohort's name: the YAML file's stem, refused if it could escape an output folder."""
+    """Return the cohort's name: the YAML file's stem, refused if it could escape an output folder."""
     return check_cohort_name(Path(path).stem, f"{path}")
 
 
 def _model_at(loc: tuple) -> type[BaseModel] | None:
-    """The pydantic model that owns the key at ``loc`` (used to suggest the nearest valid key)."""
+    """Return the pydantic model that owns the key at ``loc`` (used to suggest the nearest valid key)."""
     model: Any = CohortSpec
     for part in loc[:-1]:
         if isinstance(part, int):
@@ -472,7 +473,7 @@ def load_spec(path: str | os.PathLike) -> CohortSpec:
 
 
 def spec_to_yaml_dict(spec: CohortSpec) -> dict:
-    """The normalised spec as plain YAML-ready data (durations as canonical text)."""
+    """Return the normalised spec as plain YAML-ready data (durations as canonical text)."""
     return spec.model_dump(mode="json")
 
 
@@ -485,8 +486,9 @@ def json_schema() -> dict:
 
 
 def write_json_schema(path: str | os.PathLike = "cohorts/cohort.schema.json") -> Path:
-    """Regenerate the editor schema file (``python -c "from pipeline.cohort.spec import write_json_schema;
-    write_json_schema()"``).
+    """Regenerate the editor schema file ``cohorts/cohort.schema.json``.
+
+    Run ``python -c "from pipeline.cohort.spec import write_json_schema; write_json_schema()"``.
     """
     import json
 

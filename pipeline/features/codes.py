@@ -89,7 +89,7 @@ def aggregate_tokens(windowed: pl.LazyFrame, token: pl.Expr) -> pl.LazyFrame:
 
 
 def empty_modality(name: str, n_rows: int, reason: str) -> ModalityMatrix:
-    """A placeholder for a modality with no usable events: one all-zero column ``<name>__none``."""
+    """Build a placeholder for a modality with no usable events: one all-zero column ``<name>__none``."""
     logger.warning(
         "features: modality %r has no usable events (%s); writing zeros with mask False", name, reason
     )
@@ -150,7 +150,7 @@ def count_matrix(agg: pl.DataFrame, vocab: pl.DataFrame, n_rows: int) -> tuple[n
 
 
 def n_train_candidates(agg: pl.DataFrame, train_rows: np.ndarray) -> int:
-    """Number of distinct tokens seen in train rows (before min_count / max_width)."""
+    """Count the distinct tokens seen in train rows (before min_count / max_width)."""
     return int(_train_only(agg, train_rows)["token"].n_unique())
 
 
@@ -173,8 +173,10 @@ def tfidf_transform(counts: np.ndarray, doc_freq: np.ndarray, n_train: int) -> t
 
 
 def rollup_expr(code: pl.Expr) -> pl.Expr:
-    """Roll an ICD code up to its category: ICD-10-CM and ICD-10-PCS to 3 characters, ICD-9-CM diagnoses
-    to 3 digits (4 for E codes), ICD-9 procedures to their 2-digit category. Non-ICD codes are unchanged.
+    """Roll an ICD code up to its category.
+
+    ICD-10-CM and ICD-10-PCS to 3 characters, ICD-9-CM diagnoses to 3 digits (4 for E codes), ICD-9
+    procedures to their 2-digit category. Non-ICD codes are unchanged.
 
     Codes are ``<FAMILY>//ICD//<version>//<code>``; dots in the code are ignored.
     """
@@ -197,7 +199,7 @@ def rollup_expr(code: pl.Expr) -> pl.Expr:
 
 
 def code_token(config: Any) -> pl.Expr:
-    """The vocabulary token of a code event (rolled up to its ICD category when ``icd_rollup``)."""
+    """Return the vocabulary token of a code event (rolled up to its ICD category when ``icd_rollup``)."""
     return rollup_expr(pl.col("code")) if config.icd_rollup else pl.col("code")
 
 

@@ -116,7 +116,7 @@ def split_sentences(text: str) -> list[str]:
 
 
 def word_count(text: str) -> int:
-    """Number of runs of letters/digits in ``text``, at least 1 (the weight of a sentence in its note)."""
+    """Count the runs of letters/digits in ``text``, at least 1 (the weight of a sentence in its note)."""
     return max(1, len(_WORD.findall(text)))
 
 
@@ -287,6 +287,7 @@ class TfidfSVDEncoder:
 
     @property
     def dim(self) -> int:
+        """Width of the note vectors (``dims``)."""
         return self.dims
 
     @property

@@ -45,10 +45,12 @@ _KIND_WORDS = {INT: "an integer", FLOAT: "a finite number", DATETIME: "a timesta
 
 
 def empty_events() -> pl.DataFrame:
+    """Return an events frame with no rows and the events schema."""
     return pl.DataFrame(schema=EVENTS_POLARS)
 
 
 def empty_rejects() -> pl.DataFrame:
+    """Return a rejects frame with no rows and the rejects schema."""
     return pl.DataFrame(schema=REJECTS_SCHEMA)
 
 
@@ -118,6 +120,7 @@ class TableReader:
         return [c.strip().strip('"') for c in first.decode("utf-8", "replace").rstrip("\r\n").split(",")]
 
     def check_columns(self) -> list[str]:
+        """Return the header, after checking that every expected column is in it."""
         names = self.header()
         missing = [c for c in self.kinds if c not in names]
         if missing:

@@ -86,13 +86,16 @@ class MedsSource:
             )
 
     def tables(self) -> list[str]:
+        """List the input's data shards, as paths relative to the input folder."""
         return [f"data/{f.relative_to(self.input_dir / 'data')}" for f in self.files]
 
     def prepare(self) -> tuple[np.ndarray, list]:
+        """Return the input's distinct subject ids, and no rejects."""
         ids = pl.scan_parquet(self.files).select(pl.col("subject_id").cast(pl.Int64)).unique().collect()
         return ids["subject_id"].drop_nulls().to_numpy(), []
 
     def iter_table(self, table: str) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
+        """Yield one shard's events and rejects, a record batch at a time (no subject_id or code: a reject)."""
         import pyarrow.parquet as pq
 
         path = self.input_dir / table
@@ -128,7 +131,7 @@ class MedsSource:
         self.rows_read[table] = row - 1
 
     def input_splits(self) -> pl.DataFrame | None:
-        """The input's own ``metadata/subject_splits.parquet`` (subject_id, split), or None when it has none.
+        """Read the input's own ``metadata/subject_splits.parquet`` (subject_id, split), or None if absent.
 
         Kept as given, so results compare with other MEDS tools on the same split.
         """
@@ -162,6 +165,7 @@ class MedsSource:
         return recover_admissions(df)
 
     def describe(self, codes: pl.DataFrame) -> pl.DataFrame:
+        """Add ``description`` and ``parent_codes`` to ``codes``, from the input's own codes.parquet if any."""
         path = self.input_dir / "metadata" / "codes.parquet"
         out = codes.with_columns(
             description=pl.lit(None, dtype=pl.String), parent_codes=pl.lit([], dtype=pl.List(pl.String))

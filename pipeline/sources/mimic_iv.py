@@ -143,6 +143,7 @@ class MimicIVSource:
 
     # ------------------------------------------------------------------ schema
     def reader(self, table: str) -> TableReader:
+        """Return the reader of one MIMIC-IV table, with the column kinds it must parse."""
         kinds = TABLES[table][0] if table in TABLES else DICTIONARIES[table]
         return TableReader(
             self.paths[table],
@@ -355,6 +356,7 @@ class MimicIVSource:
 
     # ------------------------------------------------------------------ shards and metadata
     def finalize_shard(self, df: pl.DataFrame) -> pl.DataFrame:
+        """Return the shard unchanged (MIMIC-IV events carry their hadm_id)."""
         return df
 
     def describe(self, codes: pl.DataFrame) -> pl.DataFrame:

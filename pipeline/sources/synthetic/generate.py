@@ -148,7 +148,7 @@ def _d_labitems() -> pl.DataFrame:
 
 
 def _structure(config: SynthConfig, model: _Model) -> dict:
-    """The generator's truth as ``structure.json``: structures, outcome structures and weights."""
+    """Describe the generator's truth as ``structure.json``: structures, outcome structures and weights."""
     factor_names = _factor_columns()
     return {
         "modalities": list(MODALITIES),

@@ -1,5 +1,6 @@
-"""The generator's latent model: structures and their ranks, outcome structures, fixed loadings, and the
-small numeric helpers every table generator shares.
+"""The generator's latent model, and the small numeric helpers every table generator shares.
+
+It holds the structures and their ranks, the outcome structures and the fixed loadings.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def _factor_columns() -> list[str]:
 
 
 def _modality_columns(modality: str) -> np.ndarray:
-    """Indices of the factor columns of the structures containing ``modality``."""
+    """Return the indices of the factor columns of the structures containing ``modality``."""
     idx, pos = [], 0
     for s, r in STRUCTURE_RANKS.items():
         if modality in s.split("+"):
