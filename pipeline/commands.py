@@ -25,7 +25,24 @@ DEFAULT_COHORT_FILES = (Path("cohorts/in_hospital_mortality.yaml"), Path("cohort
 def synth_step(
     output: Path, params: Path | None, progress: bool, patients: int | None = None, seed: int | None = None
 ) -> dict:
-    """Generate the synthetic MIMIC-IV tables (``synth`` section of params, overridden by the arguments)."""
+    """Generate the synthetic MIMIC-IV tables (``synth`` section of params, overridden by the arguments).
+
+    Parameters
+    ----------
+    output : Path
+        Folder for the tables and ``truth/``.
+    params : Path or None
+        Parameters file (None: ``./params.yaml`` if present).
+    progress : bool
+        Show progress bars.
+    patients, seed : int, optional
+        Override ``synth.patients`` and ``synth.seed``.
+
+    Returns
+    -------
+    dict
+        The stage summary of :func:`pipeline.sources.synthetic.synthesize`.
+    """
     from pipeline.sources.synthetic import SynthConfig, synthesize
 
     config = load_section("synth", SynthConfig, params, {"patients": patients, "seed": seed})
@@ -37,7 +54,28 @@ def synth_step(
 def ingest_step(
     source: str, input: Path, output: Path, params: Path | None, progress: bool, strict: bool | None = None
 ) -> dict:
-    """Turn a source (MIMIC-IV layout or MEDS) into the MEDS events contract."""
+    """Turn a source (MIMIC-IV layout or MEDS) into the MEDS events contract.
+
+    Parameters
+    ----------
+    source : {"mimic-iv", "meds"}
+        Layout of ``input``.
+    input : Path
+        The source's folder.
+    output : Path
+        MEDS events folder to write.
+    params : Path or None
+        Parameters file (None: ``./params.yaml`` if present).
+    progress : bool
+        Show progress bars.
+    strict : bool, optional
+        Override ``ingest.strict``: a malformed row stops the run instead of being quarantined.
+
+    Returns
+    -------
+    dict
+        The stage summary of :func:`pipeline.ingest.ingest`.
+    """
     from pipeline.ingest import IngestConfig, ingest
 
     config = load_section("ingest", IngestConfig, params, {"strict": strict})
@@ -45,7 +83,22 @@ def ingest_step(
 
 
 def cohort_step(config: Path, events: Path, output: Path | None) -> dict:
-    """Build one cohort's labels from its YAML definition."""
+    """Build one cohort's labels from its YAML definition.
+
+    Parameters
+    ----------
+    config : Path
+        Cohort YAML; its stem is the cohort's name.
+    events : Path
+        MEDS events folder.
+    output : Path or None
+        Output folder (None: ``data/cohorts/<name>``).
+
+    Returns
+    -------
+    dict
+        The stage summary of :func:`pipeline.cohort.build_cohort`.
+    """
     from pipeline.cohort import build_cohort
 
     name = check_name(Path(config).stem)
@@ -55,7 +108,28 @@ def cohort_step(config: Path, events: Path, output: Path | None) -> dict:
 def features_step(
     labels: Path, events: Path, output: Path, params: Path | None, progress: bool, audit: bool = True
 ) -> dict:
-    """Build the modality features of one cohort, then audit them for leakage."""
+    """Build the modality features of one cohort, then audit them for leakage.
+
+    Parameters
+    ----------
+    labels : Path
+        ``labels.parquet`` of the cohort.
+    events : Path
+        MEDS events folder.
+    output : Path
+        Features folder to write.
+    params : Path or None
+        Parameters file whose ``features`` section is the config (None: ``./params.yaml`` if present).
+    progress : bool
+        Show the note-embedding progress bar.
+    audit : bool
+        Run the leakage audit afterwards.
+
+    Returns
+    -------
+    dict
+        The stage summary of :func:`pipeline.features.build_features`.
+    """
     from pipeline.features import FeaturesConfig, build_features
 
     config = load_section("features", FeaturesConfig, params)
