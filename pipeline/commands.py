@@ -143,7 +143,26 @@ def features_step(
 
 
 def embed_step(features: Path, labels: Path, output: Path, models: Path, params: Path | None) -> dict:
-    """Fit every representation method on one cohort's features and write its embeddings."""
+    """Fit every representation method on one cohort's features and write its embeddings.
+
+    Parameters
+    ----------
+    features : Path
+        Features folder of the cohort.
+    labels : Path
+        ``labels.parquet`` of the cohort (the train rows fit the methods).
+    output : Path
+        Embeddings folder to write (``<method>.parquet``).
+    models : Path
+        Folder for the fitted models and their summaries.
+    params : Path or None
+        Parameters file whose ``embed`` section is the config (None: ``./params.yaml`` if present).
+
+    Returns
+    -------
+    dict
+        The stage summary of :func:`pipeline.embed.embed`.
+    """
     from pipeline.embed import EmbedConfig, embed
 
     config = load_section("embed", EmbedConfig, params)
@@ -162,7 +181,36 @@ def predict_step(
     source_name: str | None = None,
     features: Path | None = None,
 ) -> dict:
-    """Fit and evaluate the downstream models on every representation; log them to MLflow."""
+    """Fit and evaluate the downstream models on every representation; log them to MLflow.
+
+    Parameters
+    ----------
+    cohort : str
+        Cohort name (the MLflow experiment and task).
+    labels : Path
+        ``labels.parquet`` of the cohort.
+    embeddings : Path
+        Embeddings folder (one representation per file).
+    metrics : Path
+        Metrics JSON to write.
+    plots : Path
+        Folder for plot data and figures.
+    params : Path or None
+        Parameters file (``predict`` and ``tracking`` sections; None: ``./params.yaml`` if present).
+    progress : bool
+        Show progress bars.
+    truth : Path, optional
+        Synthetic truth ``admissions.parquet`` (oracle AUROC).
+    source_name : str, optional
+        Data source tag for MLflow.
+    features : Path, optional
+        Features folder, logged as MLflow dataset inputs.
+
+    Returns
+    -------
+    dict
+        The stage summary of :func:`pipeline.predict.predict`.
+    """
     from pipeline.predict import PredictConfig, PredictInputs, predict
     from pipeline.tracking import TrackingConfig
 
@@ -184,7 +232,24 @@ def predict_step(
 
 
 def report_step(cohort: str, workspace: Path, output: Path | None, params: Path | None) -> Path:
-    """Write one cohort's HTML report from the workspace's outputs."""
+    """Write one cohort's HTML report from the workspace's outputs.
+
+    Parameters
+    ----------
+    cohort : str
+        Cohort name.
+    workspace : Path
+        Workspace root holding data/, models/, metrics/ and plots/.
+    output : Path or None
+        HTML file to write (None: ``reports/<cohort>.html`` in the workspace).
+    params : Path or None
+        Parameters file whose ``report`` section is the config (None: ``./params.yaml`` if present).
+
+    Returns
+    -------
+    Path
+        The report written.
+    """
     from pipeline.report import ReportConfig, build_report
 
     ws = Workspace(workspace)
