@@ -91,8 +91,8 @@ class Moments:
             G += Y.T @ Y
             for j, m in enumerate(use):
                 total[self.slices[m]] += Y[:, offs[j] : offs[j + 1]].sum(axis=0)
-        for i, a in enumerate(use):
-            for j, b in enumerate(use):
+        for i, a in enumerate(use):  # only the blocks finalize reads (a before b in modality order)
+            for j, b in enumerate(use[i:], start=i):
                 self.cross[self.slices[a], self.slices[b]] += G[offs[i] : offs[i + 1], offs[j] : offs[j + 1]]
         self.patterns[pat] = [count + n, total]
 
@@ -139,6 +139,8 @@ class Moments:
                 blk = self.cross[sl[a], sl[b]] - np.outer(s_a, mean_y[b]) - np.outer(mean_y[a], s_b)
                 blk += n_ab * np.outer(mean_y[a], mean_y[b])
                 blk /= n_ab
+                if i == j:
+                    blk = (blk + blk.T) / 2
                 S[sl[a], sl[b]] = blk
                 S[sl[b], sl[a]] = blk.T
         mean = {m: self.shift[m] + mean_y[m] for m in mods}
