@@ -9,7 +9,6 @@ from hcl.exceptions import ValidationError
 from hcl.linear import LinearHCL
 from hcl.linear.em import ml_em
 from hcl.linear.moments import Moments
-from hcl.linear.peeling import assemble
 from hcl.simulate import hierarchical
 
 from .conftest import SMALL_DIMS
@@ -108,7 +107,7 @@ def test_em_never_lowers_the_likelihood_and_stops_at_max_iter():
         res = ml_em(S, W * 0.5, W != 0, np.full(len(S), 1.0), blocks, max_iter=it, tol=0.0)
         assert not res.converged and res.n_iter == it
         objs.append(res.objective)
-    assert all(b <= a + 1e-10 for a, b in zip(objs, objs[1:]))
+    assert all(b <= a + 1e-10 for a, b in zip(objs, objs[1:], strict=False))
 
 
 def test_chunked_fit_memory_is_a_fraction_of_the_dense_array():
