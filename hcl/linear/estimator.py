@@ -29,6 +29,9 @@ __all__ = ["LinearHCL"]
 
 #: summary flags structures with a component weaker than this multiple of the detection limit
 NEAR_SNR = 3.0
+#: tol="auto": relative log-likelihood change at which EM stops, with ranks="auto" and with given ranks
+TOL_DISCOVER = 1e-9
+TOL_GIVEN_RANKS = 1e-7
 _SUMMARY_FIXED = ["structure", "kind", "rank", "rank_detectable"]
 
 
@@ -55,10 +58,13 @@ class LinearHCL(PersistenceMixin, TransformerMixin, BaseEstimator):
         Shrink each structure's components with the spiked-covariance formulas (undetectable ones to 0).
     max_iter : int, default 5000
         Most refinement iterations (EM steps; each costs one p x p by p x k product).
-    tol : float, default 1e-7
+    tol : float or "auto", default "auto"
         Stop the refinement when the relative change of its objective between iterations is at most
         ``tol`` (ML: the log-likelihood, twice in a row; ``"ls"``: the least-squares objective, or when
-        L-BFGS's projected gradient is below 1e-4).
+        L-BFGS's projected gradient is below 1e-4). ``"auto"``: 1e-9 with ``ranks="auto"`` (whether a weak
+        component stays depends on its converged strength) and 1e-7 with given ranks (the likelihood is
+        nearly flat along weak components, and a tighter optimum costs many EM steps for no gain in
+        accuracy; measured in ``benchmarks/linear_speed.py``).
     detection_margin : float, default 1.2
         With ``ranks="auto"``, a peeling eigenvalue counts as a component when it exceeds
         ``detection_margin`` times the Marchenko-Pastur noise edge ``sigma^2 (2 sqrt(gamma) + gamma)`` of the
@@ -109,7 +115,7 @@ class LinearHCL(PersistenceMixin, TransformerMixin, BaseEstimator):
         "refine": ["boolean", StrOptions({"ml", "ls"})],
         "shrink": ["boolean"],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "tol": [Interval(Real, 0, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "detection_margin": [Interval(Real, 0, None, closed="neither")],
         "max_rank": [Interval(Integral, 1, None, closed="left")],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
@@ -122,7 +128,7 @@ class LinearHCL(PersistenceMixin, TransformerMixin, BaseEstimator):
         refine=True,
         shrink=True,
         max_iter=5000,
-        tol=1e-7,
+        tol="auto",
         detection_margin=1.2,
         max_rank=50,
         n_threads=None,
@@ -145,6 +151,11 @@ class LinearHCL(PersistenceMixin, TransformerMixin, BaseEstimator):
             super()._validate_params()
         except InvalidParameterError as exc:
             raise ValidationError(str(exc)) from None
+
+    def _tol(self, discover: bool) -> float:
+        if self.tol == "auto":
+            return TOL_DISCOVER if discover else TOL_GIVEN_RANKS
+        return float(self.tol)
 
     def _threads(self):
         if self.n_threads is None:
@@ -273,11 +284,11 @@ class LinearHCL(PersistenceMixin, TransformerMixin, BaseEstimator):
             discover=ranks is None,
             staged=mode == "ml" and (ranks is None or bool(self.shrink)),
             max_iter=self.max_iter,
-            tol=self.tol,
+            tol=self._tol(ranks is None),
         )
         if not res.converged:
             warnings.warn(
-                f"LinearHCL refinement stopped at max_iter={self.max_iter} before reaching tol={self.tol}; "
+                f"LinearHCL refinement stopped at max_iter={self.max_iter} before reaching tol={self._tol(ranks is None):g}; "
                 "raise max_iter",
                 ConvergenceWarning,
                 stacklevel=stacklevel,
