@@ -15,6 +15,7 @@ Prints, per noise and n:
   grow with n; the authors' times from issue 17's table; with ``--baseline REV`` the fit of ``hcl/linear.py``
   at git revision REV (the L-BFGS refinement) on the same data in the same run;
 - mean block error (``hcl.metrics.gram_errors``) of the fit, of the baseline and of the all-zero estimate;
+- the pipeline's set-up (``ranks="auto"``, ``max_rank=4``) on a demo-sized matrix, refinement off and on;
 - the peak memory (tracemalloc) of a chunked 200k x 1,400 fit against the size of the dense array.
 """
 
@@ -54,6 +55,7 @@ def load_baseline(rev: str):
     path.write_text(src)
     spec = importlib.util.spec_from_file_location("linear_baseline", path)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules["linear_baseline"] = mod
     spec.loader.exec_module(mod)
     return mod.LinearHCL
 
@@ -169,6 +171,52 @@ def memory(n=200_000, dims=None, chunk=10_000):
     return peak / dense
 
 
+DEMO_DIMS = {"codes": 150, "labs": 60, "medications": 80, "notes": 64}
+DEMO_MISSING = {"medications": 0.15, "notes": 0.3}
+
+
+def _standardised_features(folder: Path) -> dict:
+    """A ``features`` folder of the pipeline, each column standardised on its observed rows."""
+    from hcl.preprocessing import column_scale
+
+    mask = pd.read_parquet(folder / "mask.parquet")
+    X = {}
+    for m in mask.columns:
+        v = pd.read_parquet(folder / f"{m}.parquet").to_numpy(dtype=np.float64, copy=True)
+        obs = mask[m].to_numpy(dtype=bool)
+        if v.shape[1] == 0 or obs.sum() < 10:
+            continue
+        mean, scale = column_scale(v[obs])
+        v = (v - mean) / scale
+        v[~obs] = np.nan
+        X[m] = v
+    return X
+
+
+def demo(n=6000, baseline=None, features=None):
+    """The pipeline's ``linear_hcl`` set-up (ranks auto, max_rank 4) on a demo-sized matrix."""
+    if features is None:
+        sim = hierarchical(n, DEMO_DIMS, 2, noise=1.0, random_state=0, missing=DEMO_MISSING)
+        X, what = (
+            sim.X,
+            f"simulated {n} x {sum(DEMO_DIMS.values())} over 4 modalities, rank 2 x 15, missing rows",
+        )
+    else:
+        X = _standardised_features(Path(features))
+        n = next(iter(X.values())).shape[0]
+        what = f"{features}: {n} x {sum(x.shape[1] for x in X.values())} over {list(X)}"
+    print(f"\n=== Demo-sized fit (ranks='auto', max_rank=4): {what} ===")
+    runs = [
+        ("refine=False", LinearHCL, dict(refine=False)),
+        ("refine=True (EM)", LinearHCL, dict(refine=True)),
+    ]
+    if baseline is not None:
+        runs.append(("refine=True (old L-BFGS)", baseline, dict(refine=True)))
+    for name, cls, kw in runs:
+        est, dt = timed_fit(cls, X, ranks="auto", max_rank=4, **kw)
+        print(f"  {name:26s} {dt:6.2f} s  {est.n_iter_:5d} iterations  structure {est.structure_}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ns", nargs="*", type=int, default=[5000, 10000, 20000, 100000])
@@ -177,7 +225,8 @@ def main(argv=None):
     ap.add_argument("--baseline", default=None, help="git revision whose hcl/linear.py to time alongside")
     ap.add_argument("--baseline-max-n", type=int, default=20000, help="largest n for the baseline fit")
     ap.add_argument("--tol", type=float, default=None, help="LinearHCL tol (default: the estimator's)")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["speed", "memory"])
+    ap.add_argument("--skip", nargs="*", default=[], choices=["speed", "memory", "demo"])
+    ap.add_argument("--features", default=None, help="a pipeline features folder for the demo-sized fit")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     if "speed" not in args.skip:
@@ -188,6 +237,8 @@ def main(argv=None):
         if large:
             parts.append(speed_accuracy(large, args.noises, range(args.seeds), None, args.tol))
         report(pd.concat(parts, ignore_index=True))
+    if "demo" not in args.skip:
+        demo(baseline=load_baseline(args.baseline) if args.baseline else None, features=args.features)
     if "memory" not in args.skip:
         memory()
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")

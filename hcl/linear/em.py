@@ -25,7 +25,7 @@ import numpy as np
 
 from hcl.linear.peeling import assemble, components, pad_components
 
-__all__ = ["RefineResult", "ls_masked", "ml_em", "refine", "refine_and_prune"]
+__all__ = ["RefineResult", "ls_masked", "ml_em", "ml_lbfgs", "refine", "refine_and_prune"]
 
 #: with ranks="auto", refined components weaker than this multiple of the detection limit are dropped
 PRUNE_SNR = 2.0
@@ -35,6 +35,13 @@ STAGE1_TOL = 1e-6
 LS_GTOL = 1e-4
 #: accelerated EM cycles between two checks for components that have fallen below the pruning threshold
 MONITOR_EVERY = 10
+#: EM steps before a refinement that has not converged hands over to L-BFGS
+EM_STEPS = 300
+#: L-BFGS gradient tolerances after EM (first stage, final stage): those of the former L-BFGS refinement
+LBFGS_GTOL_LOOSE = 1e-2
+LBFGS_GTOL = 1e-4
+#: SQUAREM: factor by which the bound on the extrapolation length grows after a success at the bound
+STEP_FACTOR = 4.0
 
 
 @dataclass
@@ -46,6 +53,7 @@ class RefineResult:
     n_iter: int
     objective: float
     converged: bool
+    monitor_stop: bool = False
 
 
 class _Pattern:
@@ -140,7 +148,8 @@ def ml_em(S, W, mask, psi, blocks, max_iter, tol, monitor=None):
     pat = _Pattern(S, mask, blocks)
     psi_b = np.array([float(np.mean(psi[b])) for b in blocks])
     theta = pat.pack(W * mask, psi_b)
-    n_iter, f_prev, converged, cycle, calm = 0, np.inf, False, 0, False
+    n_iter, f_prev, converged, cycle, calm, stopped = 0, np.inf, False, 0, False, False
+    step_max = 1.0  # SQUAREM's adaptive bound on the extrapolation length (grows x4 while steps succeed)
     while n_iter < max_iter:
         cycle += 1
         if (
@@ -148,6 +157,7 @@ def ml_em(S, W, mask, psi, blocks, max_iter, tol, monitor=None):
             and cycle % MONITOR_EVERY == 0
             and monitor(*_full(pat, theta, blocks, S.shape[0]))
         ):
+            stopped = True
             break
         W1, p1, f0 = pat.step(*pat.unpack(theta))
         n_iter += 1
@@ -159,21 +169,82 @@ def ml_em(S, W, mask, psi, blocks, max_iter, tol, monitor=None):
             theta2 = pat.pack(W2, p2)
             r = theta1 - theta
             v = theta2 - theta1 - r
-            alpha = min(-np.sqrt(float(r @ r) / max(float(v @ v), 1e-300)), -1.0)
-            theta_x = theta - 2.0 * alpha * r + alpha * alpha * v
+            alpha = float(np.clip(np.sqrt(float(r @ r) / max(float(v @ v), 1e-300)), 1.0, step_max))
+            theta_x = theta + 2.0 * alpha * r + alpha * alpha * v
             W3, p3, fx = pat.step(*pat.unpack(theta_x))
             n_iter += 2
             if np.isfinite(fx) and fx <= f1:
                 f_cur, theta = fx, pat.pack(W3, p3)
-            else:
+                if alpha == step_max:
+                    step_max *= STEP_FACTOR
+            else:  # the extrapolation lost likelihood: keep the plain EM point, shorten the bound
                 f_cur, theta = f1, theta2
+                if alpha == step_max:
+                    step_max = max(1.0, step_max / STEP_FACTOR)
         small = abs(f_prev - f_cur) <= tol * abs(f_cur)
         if small and calm:  # two small changes in a row: one stalled cycle is not convergence
             converged = True
             break
         calm, f_prev = small, f_cur
     W_out, psi_out = _full(pat, theta, blocks, S.shape[0])
-    return RefineResult(W_out, psi_out, n_iter, float(f_cur) if n_iter else float("nan"), converged)
+    return RefineResult(W_out, psi_out, n_iter, float(f_cur) if n_iter else float("nan"), converged, stopped)
+
+
+def ml_lbfgs(S, W, mask, psi, blocks, max_iter, tol) -> RefineResult:
+    """Maximum likelihood under the zero pattern: L-BFGS on the masked loadings and log noise levels.
+
+    Minimises ``f = 1/2 (log det Sigma + tr(Sigma^{-1} S))`` with ``Sigma = W W^T + Psi`` (the mean negative
+    log-likelihood per row without its constant); each evaluation costs one (p x p)(p x k) product.
+    Stops when every entry of the gradient is below ``tol``. It takes over from EM where EM crawls: along
+    nearly unidentified directions (many overlapping structures of real data) its curvature model
+    moves much further per evaluation than EM's fixed-point steps.
+    """
+    from scipy.optimize import minimize
+
+    p, k = W.shape
+    sel = mask.ravel()
+    n_w = int(sel.sum())
+    dS = np.diag(S).copy()
+    eye_k = np.eye(k)
+
+    def unpack(theta):
+        V = np.zeros(p * k)
+        V[sel] = theta[:n_w]
+        ps = np.empty(p)
+        for b, lp in zip(blocks, theta[n_w:], strict=True):
+            ps[b] = np.exp(lp)
+        return V.reshape(p, k), ps
+
+    def fun(theta):
+        V, ps = unpack(theta)
+        Wt = V / ps[:, None]
+        Mk = eye_k + V.T @ Wt
+        L = np.linalg.cholesky(Mk)
+        Minv = np.linalg.inv(L.T) @ np.linalg.inv(L)
+        P = Wt @ Minv  # Sigma^{-1} W
+        SP = S @ P
+        tr_QS = float(np.sum(Wt * SP))
+        f = 0.5 * (np.sum(np.log(ps)) + 2 * np.sum(np.log(np.diag(L))) + np.sum(dS / ps) - tr_QS)
+        Sinv_SP = SP / ps[:, None] - Wt @ (Minv @ (Wt.T @ SP))
+        gW = P - Sinv_SP
+        K = P.T @ SP
+        diag_inv = 1.0 / ps - np.sum(P * Wt, axis=1)
+        diag_sss = dS / ps**2 - 2 * np.sum(SP * Wt, axis=1) / ps + np.sum((Wt @ K) * Wt, axis=1)
+        gpsi = 0.5 * (diag_inv - diag_sss) * ps
+        g = np.concatenate([gW.ravel()[sel], [gpsi[b].sum() for b in blocks]])
+        return f, g
+
+    theta0 = np.concatenate([W.ravel()[sel], [np.log(psi[b].mean()) for b in blocks]])
+    res = minimize(
+        fun,
+        theta0,
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": max_iter, "maxfun": 2 * max_iter, "ftol": 1e-15, "gtol": tol, "maxcor": 20},
+    )
+    V, ps = unpack(res.x)
+    converged = bool(res.success) or res.nit < max_iter
+    return RefineResult(V, ps, int(res.nit), float(res.fun), converged)
 
 
 def ls_masked(R, W, mask, max_iter, tol):
@@ -223,7 +294,14 @@ def refine(mode, S, W, mask, psi, blocks, max_iter, tol, monitor=None) -> Refine
     if W.shape[1] == 0 or mode is False:
         return RefineResult(W, psi, 0, float("nan"), True)
     if mode == "ml":
-        return ml_em(S, W, mask, psi, blocks, max_iter, tol, monitor)
+        res = ml_em(S, W, mask, psi, blocks, min(max_iter, EM_STEPS), tol, monitor)
+        if res.converged or res.monitor_stop or max_iter <= res.n_iter:
+            return res
+        # EM is crawling along weakly identified directions: L-BFGS polishes from where it stands
+        gtol = LBFGS_GTOL_LOOSE if tol >= STAGE1_TOL else LBFGS_GTOL
+        out = ml_lbfgs(S, res.W, mask, res.psi, blocks, max_iter - res.n_iter, gtol)
+        out.n_iter += res.n_iter
+        return out
     V, it, obj, conv = ls_masked(S - np.diag(psi), W, mask, max_iter, tol)
     return RefineResult(V, psi, it, obj, conv)
 
