@@ -58,17 +58,17 @@ class Moments:
         """Add the rows of one validated chunk (float64 arrays, whole-row NaN for a missing modality)."""
         mods = self.modalities
         n = next(iter(X.values())).shape[0]
-        obs = np.column_stack([~np.isnan(X[m][:, 0]) for m in mods]) if n else np.ones((0, len(mods)), bool)
-        for i, m in enumerate(mods):
-            if self.shift[m] is None and obs[:, i].any():
-                self.shift[m] = X[m][obs[:, i]].mean(axis=0)
         if n == 0:
             return
-        pats, inv = np.unique(obs, axis=0, return_inverse=True)
-        inv = np.asarray(inv).ravel()
-        for pi, pat in enumerate(pats):
-            rows = np.flatnonzero(inv == pi) if len(pats) > 1 else None
-            self._add_pattern(X, tuple(bool(o) for o in pat), rows)
+        obs = np.column_stack([~np.isnan(X[m][:, 0]) for m in mods])
+        for i, m in enumerate(mods):
+            if self.shift[m] is None and obs[:, i].any():
+                self.shift[m] = X[m].mean(axis=0) if obs[:, i].all() else X[m][obs[:, i]].mean(axis=0)
+        code = obs @ (1 << np.arange(len(mods)))  # one integer per observation pattern
+        uniq, inv = np.unique(code, return_inverse=True)
+        for pi, c in enumerate(uniq):
+            rows = np.flatnonzero(inv == pi) if len(uniq) > 1 else None
+            self._add_pattern(X, tuple(bool(c >> i & 1) for i in range(len(mods))), rows)
         self.n_rows += n
 
     def _add_pattern(self, X, pat: tuple[bool, ...], rows: np.ndarray | None) -> None:
