@@ -217,8 +217,7 @@ class LinearHCL(PersistenceMixin, TransformerMixin, BaseEstimator):
                 "this LinearHCL was loaded without its statistics; partial_fit cannot add rows to it. "
                 "Fit a new one on all rows"
             )
-        if first:
-            self._validate_params()
+        self._validate_params()
         with self._threads():
             return self._solve(self._accumulate(getattr(self, "moments_", None), X), stacklevel=3)
 
