@@ -36,7 +36,7 @@ LS_GTOL = 1e-4
 #: accelerated EM cycles between two checks for components that have fallen below the pruning threshold
 MONITOR_EVERY = 10
 #: EM steps before a refinement that has not converged hands over to L-BFGS
-EM_STEPS = 300
+EM_STEPS = 150
 #: L-BFGS gradient tolerances after EM (first stage, final stage): those of the former L-BFGS refinement
 LBFGS_GTOL_LOOSE = 1e-2
 LBFGS_GTOL = 1e-4
