@@ -11,6 +11,9 @@ rotation of the whole estimate onto the truth, then per (modality, structure) bl
 the overall ||W W^T - Ŵ Ŵ^T||_F. Methods: ``LinearHCL`` with the true ranks, its peeling-only and
 variant, the naive baseline (top-21 eigenpairs of the raw sample covariance,
 W = U diag(sqrt(lambda))) and the all-zero estimate.
+
+Speed against the authors' estimator and the former L-BFGS fit, time against n, the share of the covariance
+pass, the demo-sized fit and the memory of a chunked 200k x 1,400 fit: ``benchmarks/linear_speed.py``.
 """
 
 from __future__ import annotations

@@ -11,13 +11,13 @@ the noise is added, rows miss whole modalities, and an outcome is generated from
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from hcl.exceptions import ValidationError
-from hcl.structures import all_structures, parse_structure
+from hcl.structures import normalize_ranks, parse_structure
 
 __all__ = ["Simulation", "hierarchical", "normalize_ranks"]
 
@@ -87,31 +87,6 @@ def assemble_W(loadings, modalities, structure, dims) -> tuple[np.ndarray, list[
                 W[offs[i] : offs[i + 1], c : c + r] = blk
         c += r
     return W, cols
-
-
-def normalize_ranks(ranks, modalities: Sequence[str]) -> dict[str, int]:
-    """Turn ``ranks`` (int, or dict name -> rank) into {structure: rank} over all structures.
-
-    Structure names may list their modalities in any order; absent names get rank 0.
-    """
-    names = all_structures(modalities)
-    if isinstance(ranks, bool):
-        raise ValidationError(f"ranks must be an int or a dict structure -> int, got {ranks!r}")
-    if isinstance(ranks, (int, np.integer)):
-        if ranks < 0:
-            raise ValidationError(f"ranks must be >= 0, got {ranks}")
-        return {s: int(ranks) for s in names}
-    if isinstance(ranks, Mapping):
-        out = {s: 0 for s in names}
-        for key, r in ranks.items():
-            if not isinstance(key, str):
-                raise ValidationError(f"ranks key {key!r} must be a structure name like 'a+b'")
-            canon = "+".join(parse_structure(key, modalities))
-            if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 0:
-                raise ValidationError(f"rank of structure {key!r} must be an int >= 0, got {r!r}")
-            out[canon] = int(r)
-        return out
-    raise ValidationError(f"ranks must be an int or a dict structure -> int, got {type(ranks).__name__}")
 
 
 def _orthonormal(rng: np.random.Generator, d: int, r: int) -> np.ndarray:

@@ -7,8 +7,10 @@ named by joining the modality names *in their given order* with ``+``: ``"codes+
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import combinations
+
+import numpy as np
 
 from hcl.exceptions import ValidationError
 
@@ -20,7 +22,9 @@ def structure_name(members: Iterable[str], modalities: Sequence[str]) -> str:
     members = set(members)
     unknown = members - set(modalities)
     if unknown:
-        raise ValidationError(f"structure names unknown modality {sorted(unknown)}; known: {list(modalities)}")
+        raise ValidationError(
+            f"structure names unknown modality {sorted(unknown)}; known: {list(modalities)}"
+        )
     if not members:
         raise ValidationError("a structure needs at least one modality")
     return SEPARATOR.join(m for m in modalities if m in members)
@@ -63,3 +67,28 @@ def kind(name: str, modalities: Sequence[str]) -> str:
 def structures_of(modality: str, structures: Iterable[str], modalities: Sequence[str]) -> list[str]:
     """Return the structures in ``structures`` that contain ``modality`` (order kept)."""
     return [s for s in structures if modality in parse_structure(s, modalities)]
+
+
+def normalize_ranks(ranks, modalities: Sequence[str]) -> dict[str, int]:
+    """Turn ``ranks`` (int, or dict name -> rank) into {structure: rank} over all structures.
+
+    Structure names may list their modalities in any order; absent names get rank 0.
+    """
+    names = all_structures(modalities)
+    if isinstance(ranks, bool):
+        raise ValidationError(f"ranks must be an int or a dict structure -> int, got {ranks!r}")
+    if isinstance(ranks, (int, np.integer)):
+        if ranks < 0:
+            raise ValidationError(f"ranks must be >= 0, got {ranks}")
+        return {s: int(ranks) for s in names}
+    if isinstance(ranks, Mapping):
+        out = {s: 0 for s in names}
+        for key, r in ranks.items():
+            if not isinstance(key, str):
+                raise ValidationError(f"ranks key {key!r} must be a structure name like 'a+b'")
+            canon = "+".join(parse_structure(key, modalities))
+            if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 0:
+                raise ValidationError(f"rank of structure {key!r} must be an int >= 0, got {r!r}")
+            out[canon] = int(r)
+        return out
+    raise ValidationError(f"ranks must be an int or a dict structure -> int, got {type(ranks).__name__}")
