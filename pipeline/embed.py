@@ -24,7 +24,6 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from hcl.persistence import PersistenceMixin
 from hcl.preprocessing import column_scale
 from pipeline.exceptions import ConfigError, MissingInputError
 from pipeline.io import atomic_dir, write_json
@@ -220,9 +219,6 @@ def block_r2(X: dict[str, np.ndarray], blocks: dict[str, np.ndarray], train: np.
 def _save_model(estimator, folder: Path) -> None:
     """Write the fitted estimator to ``folder/model`` with its own ``save`` (no pickles)."""
     folder.mkdir(parents=True, exist_ok=True)
-    if not isinstance(estimator, PersistenceMixin):  # LinearHCL until issue 17 gives it save()
-        log.warning("embed: %s has no save(); its fitted model is not written", type(estimator).__name__)
-        return
     estimator.save(folder / "model")
 
 

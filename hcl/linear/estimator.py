@@ -10,17 +10,17 @@ from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
-from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
+from sklearn.base import TransformerMixin
+from sklearn.utils._param_validation import Interval, StrOptions
 
+from hcl._base import HCLEstimator, fit_context
 from hcl._validation import check_X
-from hcl.exceptions import ConvergenceWarning, NotFittedError, ValidationError
+from hcl.exceptions import ConvergenceWarning, ValidationError
 from hcl.linear.em import refine_and_prune
 from hcl.linear.moments import Moments
 from hcl.linear.peeling import assemble, peel
 from hcl.linear.stats import noise_from_eigs
 from hcl.metrics import variance_explained
-from hcl.persistence import PersistenceMixin
 from hcl.structures import all_structures, kind, normalize_ranks, parse_structure
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ TOL_GIVEN_RANKS = 1e-7
 _SUMMARY_FIXED = ["structure", "kind", "rank", "rank_detectable"]
 
 
-class LinearHCL(PersistenceMixin, TransformerMixin, BaseEstimator):
+class LinearHCL(TransformerMixin, HCLEstimator):
     """Linear hierarchical contrastive learning: a factor model with one block per modality subset.
 
     The model, per modality ``m`` and structure ``S`` (a non-empty set of modalities), is
@@ -110,6 +110,7 @@ class LinearHCL(PersistenceMixin, TransformerMixin, BaseEstimator):
         The accumulated statistics (what :meth:`partial_fit` adds to); not saved by :meth:`save`.
     """
 
+    _fitted_attribute = "loadings_"
     _parameter_constraints: dict = {
         "ranks": [Interval(Integral, 0, None, closed="left"), dict, StrOptions({"auto"})],
         "refine": ["boolean", StrOptions({"ml", "ls"})],
@@ -145,13 +146,6 @@ class LinearHCL(PersistenceMixin, TransformerMixin, BaseEstimator):
         self.random_state = random_state
 
     # ------------------------------------------------------------------ checks
-    def _validate_params(self):
-        """Check the parameters against ``_parameter_constraints`` (scikit-learn's validation)."""
-        try:
-            super()._validate_params()
-        except InvalidParameterError as exc:
-            raise ValidationError(str(exc)) from None
-
     def _tol(self, discover: bool) -> float:
         if self.tol == "auto":
             return TOL_DISCOVER if discover else TOL_GIVEN_RANKS
@@ -165,7 +159,7 @@ class LinearHCL(PersistenceMixin, TransformerMixin, BaseEstimator):
         return threadpool_limits(limits=int(self.n_threads))
 
     # ------------------------------------------------------------------ fit
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context
     def fit(self, X, y=None):
         """Fit the model in one pass over the rows.
 
@@ -369,7 +363,7 @@ class LinearHCL(PersistenceMixin, TransformerMixin, BaseEstimator):
         Returns
         -------
         pandas.DataFrame
-            Indexed by structure; ``near_detection_limit`` flags structures with a component weaker than
+            One row per structure (column ``structure``, as on every hcl estimator); ``near_detection_limit`` flags structures with a component weaker than
             three times the detection limit or shrunk to zero.
         """
         self._check_fitted()
@@ -391,13 +385,9 @@ class LinearHCL(PersistenceMixin, TransformerMixin, BaseEstimator):
             row["near_detection_limit"] = bool(len(e) and (e.min() < NEAR_SNR or self._kept[s] < r))
             rows.append(row)
         cols = _SUMMARY_FIXED + [f"var_{m}" for m in self.modalities_] + ["min_snr", "near_detection_limit"]
-        return pd.DataFrame(rows, columns=cols).set_index("structure")
+        return pd.DataFrame(rows, columns=cols)
 
     # ------------------------------------------------------------------ use
-    def _check_fitted(self):
-        if not hasattr(self, "loadings_"):
-            raise NotFittedError("this LinearHCL is not fitted yet; call fit(X) first")
-
     def transform(self, X) -> dict[str, np.ndarray]:
         """Posterior-mean latent factors of each structure.
 
@@ -473,7 +463,7 @@ class LinearHCL(PersistenceMixin, TransformerMixin, BaseEstimator):
             f"LinearHCL  modalities={list(self.modalities_)}  n={self.n_samples_}  "
             f"noise={ {m: round(v, 4) for m, v in self.noise_variance_.items()} }\n"
             f"refinement: {self.n_iter_} iterations, objective {self.objective_:.6g}, "
-            f"converged={self.converged_}\n" + self.summary.round(decimals).to_string()
+            f"converged={self.converged_}\n" + self.summary.set_index("structure").round(decimals).to_string()
         )
         logger.info("%s", text)
         print(text)  # noqa: T201 - print_summary is a display method, like lifelines'

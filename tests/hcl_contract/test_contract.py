@@ -148,14 +148,6 @@ def test_group_lasso_passes_check_estimator(name):
         ec.check_estimator(ALL[name], expected_failed_checks=GROUP_LASSO_SKIPS, on_skip=None)
 
 
-def _needs_issue_17(name):
-    est = ALL[name]
-    if name == "LinearHCL" and not (
-        isinstance(est, PersistenceMixin) and getattr(type(est), "_parameter_constraints", None)
-    ):
-        pytest.skip("LinearHCL gets the estimator contract (constraints, save/load) in issue 17")
-
-
 @pytest.fixture(scope="module")
 def sim():
     return hierarchical(
@@ -192,7 +184,6 @@ def _output(est, X):
 @pytest.mark.parametrize("check", API_CHECKS, ids=lambda c: c.__name__)
 @pytest.mark.parametrize("name", list(ALL))
 def test_sklearn_api_checks(name, check):
-    _needs_issue_17(name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         check(name, clone(ALL[name]))
@@ -200,7 +191,6 @@ def test_sklearn_api_checks(name, check):
 
 @pytest.mark.parametrize("name", list(ALL))
 def test_unfitted_estimator_refuses_to_transform_or_predict(name):
-    _needs_issue_17(name)
     est = clone(ALL[name])
     if hasattr(est, "transform"):
         ec.check_transformers_unfitted(name, est)
@@ -214,7 +204,6 @@ def test_unfitted_estimator_refuses_to_transform_or_predict(name):
 
 @pytest.mark.parametrize("name", list(ALL))
 def test_fit_returns_self_keeps_params_and_is_idempotent(name, sim):
-    _needs_issue_17(name)
     est = clone(ALL[name])
     before = est.get_params()
     X, y = _fit_input(name, sim)
@@ -233,7 +222,6 @@ def test_fit_returns_self_keeps_params_and_is_idempotent(name, sim):
 
 @pytest.mark.parametrize("name", list(ALL))
 def test_summary_is_one_row_per_block(name, sim):
-    _needs_issue_17(name)
     est = clone(ALL[name])
     X, y = _fit_input(name, sim)
     est.fit(X, y)
@@ -253,8 +241,7 @@ def test_summary_is_one_row_per_block(name, sim):
 @pytest.mark.parametrize("name", list(ALL))
 def test_save_load_reproduces_the_output_exactly(name, sim, tmp_path):
     est = clone(ALL[name])
-    if not isinstance(est, PersistenceMixin):
-        pytest.skip(f"{name} gets save/load in issue 17")
+    assert isinstance(est, PersistenceMixin)
     X, y = _fit_input(name, sim)
     est.fit(X, y)
     path = est.save(tmp_path / name)

@@ -48,4 +48,4 @@ def test_summary_is_a_dataframe_property():
     sim = hierarchical(500, {"a": 5, "b": 6}, 1, random_state=0)
     est = LinearHCL(ranks=1).fit(sim.X)
     assert isinstance(est.summary, pd.DataFrame) and "summary" not in vars(est)
-    assert list(est.summary.index) == ["a+b", "a", "b"]
+    assert list(est.summary["structure"]) == ["a+b", "a", "b"]

@@ -71,9 +71,10 @@ def test_fitted_attributes_and_summary(small_fit, capsys):
     assert est.structure_ == sim.structure
     assert est.loadings_[("b", "a+b")].shape == (60, 2)
     assert ("c", "a+b") not in est.loadings_
-    assert list(est.summary.index) == list(sim.structure)
-    assert {"kind", "rank", "var_a", "var_b", "var_c", "near_detection_limit"} <= set(est.summary.columns)
-    assert est.summary.loc["a+b+c", "kind"] == "global" and est.summary.loc["c", "var_a"] == 0.0
+    summary = est.summary.set_index("structure")
+    assert list(summary.index) == list(sim.structure)
+    assert {"kind", "rank", "var_a", "var_b", "var_c", "near_detection_limit"} <= set(summary.columns)
+    assert summary.loc["a+b+c", "kind"] == "global" and summary.loc["c", "var_a"] == 0.0
     ve = est.variance_explained_
     true_ve = variance_explained(sim.loadings, sim.modalities, noise_variance=sim.noise)
     assert ve.shape == (3, 7)
@@ -137,8 +138,9 @@ def test_undetectable_components_shrunk_and_flagged():
     X = dict(sim.X)
     X["b"] = X["b"] - sim.z["b"] @ (sim.loadings[("b", "b")] / 0.05 * 0.95).T
     est = LinearHCL(ranks=ranks).fit(X)
-    assert est.summary.loc["b", "near_detection_limit"]
-    assert not est.summary.loc["a+b+c", "near_detection_limit"]
+    summary = est.summary.set_index("structure")
+    assert summary.loc["b", "near_detection_limit"]
+    assert not summary.loc["a+b+c", "near_detection_limit"]
     assert np.linalg.norm(est.loadings_[("b", "b")]) < 0.2  # shrunk (a noise fit would be ~0.5)
     e = gram_errors(sim.loadings, est.loadings_, sim.modalities)
     blk = e.blocks.set_index(["modality", "structure"])
