@@ -7,9 +7,9 @@ import json
 import polars as pl
 import pytest
 
+from pipeline.events import read_events
 from pipeline.ingest import IngestConfig, ingest
 from pipeline.schema import EVENTS_SCHEMA, SPLITS
-from pipeline.events import read_events
 
 pytestmark = pytest.mark.mimic
 

@@ -10,9 +10,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from pipeline.events import read_events
 from pipeline.exceptions import InputSchemaError, RowQualityError
 from pipeline.ingest import IngestConfig, ingest
-from pipeline.events import read_events
 
 
 def read_raw(path):
