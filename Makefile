@@ -41,6 +41,7 @@ test-all: install  ## every test, including slow statistical and scale tests
 
 bench: install  ## benchmarks that print figures and ratios (small sizes; see each script's --help)
 	$(BIN)/python benchmarks/recovery.py --quick
+	$(BIN)/python benchmarks/linear_speed.py --ns 5000 20000 --skip memory
 	$(BIN)/python benchmarks/train_speed.py
 	$(BIN)/python benchmarks/deep_recovery.py
 	$(BIN)/python benchmarks/etl.py --patients 500 2000 5000
