@@ -44,6 +44,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import math
 import shlex
 import sys
@@ -229,7 +231,7 @@ def _concat(X, mods):
     return np.hstack([X[m] for m in mods])
 
 
-def fit_representations(sim, Xt, epochs, seed, want_downstream=True):
+def fit_representations(sim, Xt, epochs, seed, want_downstream=True, embedding_dim=8):
     """Fit every representation on the simulator's rows; return {name: (train, test)}, blocks, deep model."""
     from sklearn.decomposition import PCA
 
@@ -243,7 +245,7 @@ def fit_representations(sim, Xt, epochs, seed, want_downstream=True):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         deep = HCL(
-            embedding_dim=8,
+            embedding_dim=embedding_dim,
             hidden=[],
             decorrelation=3.0,
             prune_threshold=0.3,
@@ -383,31 +385,72 @@ def confusion(sim, deep, n):
 
 
 # ----------------------------------------------------------------------------------------------- main
+def _cache_path(args, design, seed, full, ms):
+    """File of one (design, seed) result under ``--cache``, named by every setting that changes it."""
+    if not args.cache:
+        return None
+    key = json.dumps(
+        [
+            design.name,
+            seed,
+            full,
+            list(ms) if full else [],
+            args.n,
+            args.n_test if full else 0,
+            args.epochs,
+            args.embedding_dim,
+            args.strength,
+        ],
+    )
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return Path(args.cache) / f"{design.name}-seed{seed}-{digest}.json"
+
+
+def run_seed(design, args, ms, seed, full):
+    """Fit and score one seed of one design; returns (downstream records, confusion rows, discovery ok)."""
+    t0 = time.perf_counter()
+    sim, Xt, yt, eta = simulate(design, args.n, args.n_test if full else 10, seed, args.strength)
+    reps, blocks, deep, info = fit_representations(
+        sim, Xt, args.epochs, seed, want_downstream=full, embedding_dim=args.embedding_dim
+    )
+    recs = []
+    if full:
+        from sklearn.metrics import roc_auc_score
+
+        bayes = float(roc_auc_score(yt, eta))
+        recs = [dict(r, seed=seed) for r in downstream(sim, yt, reps, blocks, ms, seed)]
+        recs += [dict(rep="bayes", m=m, auroc=bayes, seed=seed) for m in ms]
+    rows, ok = confusion(sim, deep, args.n)
+    extra = f", linear {info['linear_s']:.1f}s {info['linear_structure']}" if full else ""
+    log(
+        f"{design.name} seed {seed}: deep {info['deep_s']:.1f}s {deep.n_epochs_} epochs, "
+        f"kept {list(deep.structure_)}{extra}; discovery {'ok' if ok else 'WRONG'}; "
+        f"total {time.perf_counter() - t0:.1f}s"
+    )
+    return recs, [dict(r, seed=seed) for r in rows], bool(ok)
+
+
 def run_design(design, args, ms):
+    """Every seed of one design (from ``--cache`` where a seed was already run with the same settings)."""
     import pandas as pd
 
     recs, conf, seed_ok = [], [], []
-    n_f = max(args.seeds, args.f_seeds)
-    for seed in range(n_f):
-        t0 = time.perf_counter()
+    for seed in range(max(args.seeds, args.f_seeds)):
         full = seed < args.seeds
-        sim, Xt, yt, eta = simulate(design, args.n, args.n_test if full else 10, seed, args.strength)
-        reps, blocks, deep, info = fit_representations(sim, Xt, args.epochs, seed, want_downstream=full)
-        if full:
-            from sklearn.metrics import roc_auc_score
-
-            bayes = float(roc_auc_score(yt, eta))
-            for r in downstream(sim, yt, reps, blocks, ms, seed):
-                recs.append(dict(r, seed=seed))
-            recs += [dict(rep="bayes", m=m, auroc=bayes, seed=seed) for m in ms]
-        rows, ok = confusion(sim, deep, args.n)
-        conf += [dict(r, seed=seed) for r in rows]
+        path = _cache_path(args, design, seed, full, ms)
+        if path is not None and path.exists():
+            r, c, ok = json.loads(path.read_text())
+            log(f"{design.name} seed {seed}: from {path}")
+        else:
+            r, c, ok = run_seed(design, args, ms, seed, full)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text(json.dumps([r, c, ok]))
+                tmp.replace(path)
+        recs += r
+        conf += c
         seed_ok.append(ok)
-        extra = f", linear {info['linear_s']:.1f}s {info['linear_structure']}" if full else ""
-        log(
-            f"{design.name} seed {seed}: deep {info['deep_s']:.1f}s {deep.n_epochs_} epochs, kept {list(deep.structure_)}{extra}; "
-            f"discovery {'ok' if ok else 'WRONG'}; total {time.perf_counter() - t0:.1f}s"
-        )
     return pd.DataFrame(recs), pd.DataFrame(conf), seed_ok
 
 
@@ -492,11 +535,19 @@ def main() -> None:
         type=int,
         help="seeds for the discovery target (f) (>= --seeds; extra ones fit deep HCL only)",
     )
+    ap.add_argument(
+        "--cache",
+        help="folder for per-(design, seed) results; a seed already there with the same settings is loaded, "
+        "so a long run can be done in pieces (e.g. --seeds 1, then --seeds 2, ...)",
+    )
     ap.add_argument("--ms", type=int, nargs="+", help="labelled sample sizes m")
     ap.add_argument("--n", type=int, default=5000, help="unlabelled rows the representations are fitted on")
     ap.add_argument("--n-test", type=int, default=20000, help="test rows for AUROC")
     ap.add_argument(
         "--epochs", type=int, default=60, help="deep HCL max_epochs (early stopping still applies)"
+    )
+    ap.add_argument(
+        "--embedding-dim", type=int, default=8, help="deep HCL embedding_dim (params.yaml: 8); for diagnosis"
     )
     ap.add_argument(
         "--strength", type=float, default=2.5, help="outcome strength (sd of the linear predictor)"
@@ -509,7 +560,8 @@ def main() -> None:
     print("# " + " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]))
     print(
         f"# n={args.n} unlabelled, test {args.n_test}, m={list(ms)}, seeds {args.seeds} (d,e) / "
-        f"{max(args.seeds, args.f_seeds)} (f), deep HCL max_epochs {args.epochs}, outcome strength {args.strength}"
+        f"{max(args.seeds, args.f_seeds)} (f), deep HCL max_epochs {args.epochs} "
+        f"embedding_dim {args.embedding_dim}, outcome strength {args.strength}"
     )
     shares, ddiffs, fres = {}, [], {}
     t_all = time.perf_counter()
