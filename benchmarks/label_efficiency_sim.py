@@ -112,7 +112,7 @@ DESIGNS = {
             {"a": 300, "b": 300, "c": 300},
             {"a+b+c": 2, "a+b": 2, "a": 2, "b": 2, "c": 2},
             ("a+b+c", "a+b"),
-            loading_scale=(0.3, 0.7),
+            loading_scale=(0.5, 1.0),
             note="loading scale near the detection limit; outcome global + partial",
         ),
         Design(
@@ -127,7 +127,7 @@ DESIGNS = {
             {"a": 1000, "b": 1000},
             {"a+b": 2, "a": 2, "b": 2},
             ("a",),
-            loading_scale=(0.4, 0.8),
+            loading_scale=(0.6, 1.2),
             note="d=1000 near the limit; outcome private a",
         ),
         Design(
@@ -228,6 +228,9 @@ def detectable(sim, n):
 
 # -------------------------------------------------------------------------------- representations
 def _concat(X, mods):
+    """Columns of the named blocks side by side; one zero column when there are none (nothing detected)."""
+    if not mods:
+        return np.zeros((len(next(iter(X.values()))) if X else 0, 1))
     return np.hstack([X[m] for m in mods])
 
 
@@ -265,14 +268,20 @@ def fit_representations(sim, Xt, epochs, seed, want_downstream=True, embedding_d
     info["linear_structure"] = dict(lin.structure_)
     for name, model in (("linear", lin), ("deep", deep)):
         btr, bte = model.transform(X), model.transform(Xt)
-        blocks[name] = (btr, bte)
-        reps[name] = (_concat(btr, list(btr)), _concat(bte, list(btr)))
+        if btr:
+            blocks[name] = (btr, bte)
+            reps[name] = (_concat(btr, list(btr)), _concat(bte, list(btr)))
+        else:  # nothing kept: the downstream model sees a constant (AUROC 0.5)
+            reps[name] = (np.zeros((len(sim.y), 1)), np.zeros((len(Xt[mods[0]]), 1)))
     raw_tr, raw_te = _concat(X, mods), _concat(Xt, mods)
     mu, sd = np.nanmean(raw_tr, axis=0), np.nanstd(raw_tr, axis=0) + 1e-12
     raw_tr = np.nan_to_num((raw_tr - mu) / sd)
     raw_te = np.nan_to_num((raw_te - mu) / sd)
     reps["raw"] = (raw_tr, raw_te)
-    widths = {"lin": reps["linear"][0].shape[1], "deep": reps["deep"][0].shape[1]}
+    widths = {
+        t: sum(b.shape[1] for b in blocks[r][0].values()) if r in blocks else 1
+        for t, r in (("lin", "linear"), ("deep", "deep"))
+    }
     k = max(1, min(max(widths.values()), min(raw_tr.shape) - 1))
     pca = PCA(n_components=k, svd_solver="randomized", random_state=seed).fit(raw_tr)
     ptr, pte = pca.transform(raw_tr), pca.transform(raw_te)
@@ -346,7 +355,11 @@ def downstream(sim, yt, reps, blocks, ms, seed):
             continue
         for name, (Ftr, Fte) in scaled.items():
             rec.append(dict(rep=name, m=m, auroc=logistic_auroc(Ftr[lab], ylab, Fte, yt, seed)))
-        for name, (btr, bte) in blocks.items():
+        for name in ("linear", "deep"):
+            if name not in blocks:  # the representation kept no block
+                rec.append(dict(rep=f"gl:{name}", m=m, auroc=0.5, kept=0))
+                continue
+            btr, bte = blocks[name]
             sub = {s: b[lab] for s, b in btr.items()}
             auc, kept = group_lasso_auroc(sub, ylab, bte, yt, seed)
             rec.append(dict(rep=f"gl:{name}", m=m, auroc=auc, kept=kept))
