@@ -368,10 +368,14 @@ def downstream(sim, yt, reps, blocks, ms, seed):
 
 # ------------------------------------------------------------------------------------------ discovery
 def confusion(sim, deep, n):
-    """Per candidate structure of deep HCL: present?, kept?, kind, above the detection limit?"""
+    """Per candidate structure of deep HCL: present?, kept?, kind, above the detection limit?, alignment."""
     det = detectable(sim, n)
+    summ = deep.summary
+    align = dict(zip(summ["structure"], summ["weakest_pair_alignment"], strict=True))
     rows = []
-    for s in deep.candidates_:
+    for s in list(deep.candidates_) + [
+        s for s in getattr(deep, "dropped_structures_", []) if s not in deep.candidates_
+    ]:
         rows.append(
             dict(
                 structure=s,
@@ -379,19 +383,9 @@ def confusion(sim, deep, n):
                 kept=s in deep.structure_,
                 kind=structure_kind(s, sim.modalities),
                 above=det.get(s, False),
+                align=float(align.get(s, float("nan"))),
             )
         )
-    for s in getattr(deep, "dropped_structures_", []):
-        if s not in deep.candidates_:
-            rows.append(
-                dict(
-                    structure=s,
-                    present=s in sim.structure,
-                    kept=False,
-                    kind=structure_kind(s, sim.modalities),
-                    above=det.get(s, False),
-                )
-            )
     ok = all(r["kept"] for r in rows if r["present"] and (r["above"] or r["kind"] == "global"))
     ok &= not any(r["kept"] for r in rows if not r["present"])
     return rows, ok
@@ -521,6 +515,18 @@ def report_confusion(name, conf, seed_ok):
             + ", ".join(
                 f"{s} ({'present, pruned' if p else 'absent, kept'}) x{c}" for (s, p), c in tally.items()
             )
+        )
+    shared = conf[conf.kind != "private"]
+    if "align" in shared and shared.align.notna().any():
+        pa = shared[shared.present & shared.above].align.dropna()
+        ab = shared[~shared.present].align.dropna()
+
+        def rng(v):
+            return f"{v.min():.2f} / {v.median():.2f} / {v.max():.2f} ({len(v)})" if len(v) else "none"
+
+        print(
+            "   weakest-pair alignment of shared structures, min / median / max (count) "
+            f"[prune_threshold 0.3]: present above the limit {rng(pa)}; absent {rng(ab)}"
         )
     print(f"   seeds with the whole discovery right: {sum(seed_ok)}/{n}")
     return sum(seed_ok), n
