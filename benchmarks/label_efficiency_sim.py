@@ -517,9 +517,9 @@ def report_confusion(name, conf, seed_ok):
             )
         )
     shared = conf[conf.kind != "private"]
-    if "align" in shared and shared.align.notna().any():
-        pa = shared[shared.present & shared.above].align.dropna()
-        ab = shared[~shared.present].align.dropna()
+    if "align" in shared and shared["align"].notna().any():
+        pa = shared[shared.present & shared.above]["align"].dropna()
+        ab = shared[~shared.present]["align"].dropna()
 
         def rng(v):
             return f"{v.min():.2f} / {v.median():.2f} / {v.max():.2f} ({len(v)})" if len(v) else "none"
