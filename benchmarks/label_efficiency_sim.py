@@ -226,6 +226,26 @@ def detectable(sim, n):
     return out
 
 
+def outcome_above(design, seed, n):
+    """Whether every structure driving the outcome is above the detection limit at ``n`` rows for ``seed``.
+
+    The simulator draws all loadings before anything else, so a 10-row draw with the same seed has the
+    same truth.
+    """
+    from hcl.simulate import hierarchical
+
+    sim = hierarchical(
+        10,
+        design.dims,
+        design.ranks,
+        noise=design.noise,
+        random_state=seed,
+        loading_scale=design.loading_scale,
+    )
+    det = detectable(sim, n)
+    return all(det["+".join(parse_structure(s, sim.modalities))] for s in design.outcome)
+
+
 # -------------------------------------------------------------------------------- representations
 def _concat(X, mods):
     """Columns of the named blocks side by side; one zero column when there are none (nothing detected)."""
@@ -582,7 +602,7 @@ def main() -> None:
         f"{max(args.seeds, args.f_seeds)} (f), deep HCL max_epochs {args.epochs} "
         f"embedding_dim {args.embedding_dim}, outcome strength {args.strength}"
     )
-    shares, ddiffs, fres = {}, [], {}
+    shares, ddiffs, fres, above = {}, [], {}, {}
     t_all = time.perf_counter()
     for dn in designs:
         d = DESIGNS[dn]
@@ -593,6 +613,9 @@ def main() -> None:
         df, conf, seed_ok = run_design(d, args, ms)
         if len(df):
             shares[dn] = report_auroc(dn, df, ms)
+            k = sum(outcome_above(d, s, args.n) for s in range(args.seeds))
+            above[dn] = k == args.seeds
+            print(f"   outcome structures above the detection limit on {k}/{args.seeds} seeds")
             mean = df.groupby(["m", "rep"]).auroc.mean()
             for m in ms:
                 for b in ("linear", "deep"):
@@ -602,6 +625,11 @@ def main() -> None:
         sys.stdout.flush()
     print(f"\n== verdicts ({time.perf_counter() - t_all:.0f} s)")
     verdict_d(shares)
+    kept = {dn: v for dn, v in shares.items() if above.get(dn)}
+    print(
+        f"(d) again, on the designs whose outcome structures are above the detection limit on every seed: {list(kept)}"
+    )
+    verdict_d(kept)
     verdict_e(ddiffs)
     verdict_f(fres)
 
@@ -627,7 +655,7 @@ def verdict_d(shares):
         f"(d) {'PASS' if ok else 'FAIL'}: {fig}; {len(fails)} (design, m<={M_SMALL}, rep) cells miss "
         f"share >= {SHARE_TARGET:.2f} or PCA of equal width"
     )
-    for f in fails[:12]:
+    for f in fails[:8]:
         print(f"    {f}")
 
 
