@@ -39,6 +39,12 @@ Usage::
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 .venv/bin/python benchmarks/label_efficiency_sim.py            # --quick
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 .venv/bin/python benchmarks/label_efficiency_sim.py --full
     ... --designs M3-plain M4-private --seeds 5 --f-seeds 20     # any subset
+    ... --full --cache /tmp/les --seeds 1 --f-seeds 1; ... --seeds 2 --f-seeds 2; ...   # in pieces
+
+Cost on one core (2-core machine shared with other jobs): deep HCL (60 epochs) takes 5-50 s a fit, LinearHCL
+0.1-5 s; one seed of one design with all 7 m values 15-80 s (M4-wide the most). ``--quick`` takes about
+4 minutes; ``--full`` about 80 minutes single-threaded (5 seeds x 8 designs downstream, 15 more seeds x 8
+designs of deep HCL fits for (f)), so run it in pieces with ``--cache``.
 """
 
 from __future__ import annotations
