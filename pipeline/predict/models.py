@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.predict.metrics import auroc
+from pipeline.schema import EMBEDDING_COLUMN_SEPARATOR
 from pipeline.serving import LINEAR_FORMAT, LinearProbabilityModel, _load_pyfunc  # noqa: F401 - loader of older runs
 
 logger = logging.getLogger(__name__)
@@ -99,8 +100,9 @@ class FittedModel:
 
 
 def structure_groups(columns: Sequence[str]) -> list[str]:
-    """Group (structure) of each column ``<structure>__<k>``; a column without ``__`` is its own group."""
-    return [c.rsplit("__", 1)[0] if "__" in c else c for c in columns]
+    """Group (structure) of each column ``<structure>__<k>``; a column without the separator is its own group."""
+    sep = EMBEDDING_COLUMN_SEPARATOR
+    return [c.rsplit(sep, 1)[0] if sep in c else c for c in columns]
 
 
 def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
