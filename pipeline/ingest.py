@@ -33,7 +33,7 @@ from pipeline.exceptions import ConfigError, InputSchemaError, RowQualityError
 from pipeline.io import atomic_dir, write_json
 from pipeline.schema import CODES_SCHEMA, EVENTS_SCHEMA, MEDS_VERSION, SUBJECT_SPLITS_SCHEMA
 from pipeline.sources import REJECTS_SCHEMA
-from pipeline.splits import assign_splits
+from pipeline.splits import splits_with_given
 
 log = logging.getLogger(__name__)
 
@@ -272,19 +272,17 @@ def _write_shards(src, stager: _ShardStager, tmp: Path, progress: bool) -> dict:
 
 def _subject_splits(src, subject_ids: np.ndarray, config: IngestConfig) -> tuple[np.ndarray, str]:
     """Each subject's split: the input's own (a MEDS ``subject_splits.parquet``), else the keyed hash."""
-    given = src.input_splits() if hasattr(src, "input_splits") else None
-    hashed = assign_splits(subject_ids, config.split_fractions, config.split_seed)
+    given = src.input_splits()
+    splits, n_hashed = splits_with_given(subject_ids, given, config.split_fractions, config.split_seed)
     if given is None:
-        return hashed, "keyed_hash"
-    found = pl.DataFrame({"subject_id": subject_ids}).join(given, on="subject_id", how="left")["split"]
-    n_missing = found.null_count()
-    if n_missing:
+        return splits, "keyed_hash"
+    if n_hashed:
         log.warning(
             "ingest: %d of %d subject(s) are not in the input's subject_splits.parquet; they get the keyed-hash split",
-            n_missing,
+            n_hashed,
             len(subject_ids),
         )
-    return np.where(found.is_null().to_numpy(), hashed, found.fill_null("").to_numpy()).astype(str), "input"
+    return splits, "input"
 
 
 def _write_metadata(

@@ -31,3 +31,35 @@ def assign_splits(subject_ids, fractions: tuple[float, float, float] = (0.7, 0.1
     cut_tuning = (fractions[0] + fractions[1]) / total
     u = _unit_interval(ids, seed)
     return np.where(u < cut_train, SPLITS[0], np.where(u < cut_tuning, SPLITS[1], SPLITS[2]))
+
+
+def splits_with_given(
+    subject_ids, given, fractions: tuple[float, float, float], seed: int
+) -> tuple[np.ndarray, int]:
+    """Return each subject's split: the given one where there is one, else the keyed hash.
+
+    Parameters
+    ----------
+    subject_ids : array-like of int
+        Subjects to place.
+    given : polars.DataFrame or None
+        ``subject_id, split`` from the input dataset (a MEDS ``subject_splits.parquet``), or None.
+    fractions, seed
+        The keyed hash (:func:`assign_splits`) for subjects ``given`` does not place.
+
+    Returns
+    -------
+    splits : ndarray of str
+        One split per subject, in the order of ``subject_ids``.
+    n_hashed : int
+        How many subjects ``given`` did not place (all of them when ``given`` is None).
+    """
+    import polars as pl
+
+    ids = np.asarray(subject_ids, dtype=np.int64)
+    hashed = assign_splits(ids, fractions, seed)
+    if given is None:
+        return hashed.astype(str), len(ids)
+    kept = pl.DataFrame({"subject_id": ids}).join(given, on="subject_id", how="left")["split"]
+    missing = kept.is_null().to_numpy()
+    return np.where(missing, hashed, kept.fill_null("").to_numpy()).astype(str), int(missing.sum())

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -23,7 +22,7 @@ from pipeline.cohort.spec import (
     format_duration,
 )
 from pipeline.exceptions import CohortError
-from pipeline.splits import assign_splits
+from pipeline.splits import splits_with_given
 
 __all__ = ["Attrition", "compute_labels"]
 
@@ -509,13 +508,8 @@ def _check_trainable(df: pl.DataFrame, att: Attrition, source: str) -> None:
 def _with_splits(df: pl.DataFrame, spec: CohortSpec, given: pl.DataFrame | None) -> pl.DataFrame:
     """Assign each subject's split (the input's own where given, else the keyed hash); type the columns."""
     subjects = df.get_column("subject_id").unique().sort()
-    splits = assign_splits(subjects.to_numpy(), tuple(spec.split.fractions), spec.split.seed)
-    if given is not None:
-        kept = pl.DataFrame({"subject_id": subjects}).join(given, on="subject_id", how="left")["split"]
-        splits = np.where(kept.is_null().to_numpy(), splits, kept.fill_null("").to_numpy())
-    df = df.join(
-        pl.DataFrame({"subject_id": subjects, "split": splits.astype(str)}), on="subject_id", how="left"
-    )
+    splits, _ = splits_with_given(subjects.to_numpy(), given, tuple(spec.split.fractions), spec.split.seed)
+    df = df.join(pl.DataFrame({"subject_id": subjects, "split": splits}), on="subject_id", how="left")
     return df.sort("subject_id", "prediction_time", "hadm_id").select(
         [pl.col(c).cast(_polars_type(t)) for c, t in schema.LABEL_COLUMNS.items()]
     )

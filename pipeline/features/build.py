@@ -138,13 +138,8 @@ FAMILY_PREFIX = {
     "medications": ("MEDICATION//",),
     "notes": ("NOTE//",),
 }
-_EVENT_COLUMNS = {
-    "subject_id": pl.Int64,
-    "time": pl.Datetime("us"),
-    "code": pl.String,
-    "numeric_value": pl.Float32,
-    "text_value": pl.String,
-}
+#: the event columns the features read (their dtypes are the events reader's)
+_EVENT_COLUMNS = ("subject_id", "time", "code", "numeric_value", "text_value")
 
 
 def cohort_lookback_days(labels_path: Path) -> float | None:
@@ -248,7 +243,7 @@ def build_features(
     t_start = _time.perf_counter()
     labels, rows, train_rows, lookback = _label_rows(labels_path, config)
     n_rows = labels.height
-    events = read_events(events_dir, columns=list(_EVENT_COLUMNS))
+    events = read_events(events_dir, columns=_EVENT_COLUMNS)
     subjects = rows["subject_id"].unique().implode()
 
     results: dict[str, ModalityMatrix] = {}

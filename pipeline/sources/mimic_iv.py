@@ -359,6 +359,10 @@ class MimicIVSource:
         """Return the shard unchanged (MIMIC-IV events carry their hadm_id)."""
         return df
 
+    def input_splits(self) -> None:
+        """Return None: the MIMIC-IV layout carries no subject splits (the keyed hash assigns them)."""
+        return None
+
     def describe(self, codes: pl.DataFrame) -> pl.DataFrame:
         """``codes`` (column ``code``) with ``description`` and ``parent_codes`` added."""
         parts = pl.col("code").str.split("//")
