@@ -228,6 +228,34 @@ def log_metrics(metrics: Mapping[str, Any]) -> None:
         mlflow.log_metrics(clean)
 
 
+def log_metric_history(history: Mapping[str, Any]) -> None:
+    """Log each metric's sequence of values in the active run, one step per position (e.g. per replicate).
+
+    Parameters
+    ----------
+    history : Mapping of str to sequence
+        ``{name: [value at step 0, value at step 1, ...]}``; undefined values (None, NaN) are skipped, the
+        other steps keep their position. One batch call for all of them.
+    """
+    import time
+
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    items = []
+    for name, values in history.items():
+        for step, v in enumerate(values):
+            if v is None or isinstance(v, bool):
+                continue
+            f = float(v)
+            if math.isfinite(f):
+                items.append(Metric(name, f, now, step))
+    for i in range(0, len(items), 1000):  # MLflow's batch limit
+        MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=items[i : i + 1000])
+
+
 def set_tags(tags: Mapping[str, Any]) -> None:
     """Set the non-None ``tags`` (values stringified) on the active run."""
     import mlflow

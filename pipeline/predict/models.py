@@ -155,11 +155,32 @@ def _build(name: str, seed: int) -> Any:
     raise ValueError(f"unknown model {name!r}; known: {list(MODEL_NAMES)}")
 
 
-def _pipeline(name: str, seed: int) -> Any:
+def build_pipeline(name: str, seed: int) -> Any:
+    """Return the unfitted ``Pipeline([("scale", StandardScaler()), ("model", …)])`` of model ``name``.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`MODEL_NAMES`.
+    seed : int
+        Random state of the model.
+
+    Returns
+    -------
+    sklearn.pipeline.Pipeline
+
+    Raises
+    ------
+    ModelUnavailable
+        The model's implementation cannot be imported.
+    """
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
     return Pipeline([("scale", StandardScaler()), ("model", _build(name, seed))])
+
+
+_pipeline = build_pipeline
 
 
 def _choose(
