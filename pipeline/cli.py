@@ -33,6 +33,7 @@ tracked in MLflow. The stages, in pipeline order (DVC runs them for you with `dv
   audit     check features for leakage (nothing after the prediction time, no subject in two splits)
   embed     fit HCL and baselines on train rows -> blocks per structure (e.g. codes+labs__0)
   predict   models per representation; AUROC/AUPRC with CIs, calibration, subgroups, survival; MLflow
+  fewshot   label efficiency: AUROC against k labelled rows per class (EHRSHOT's k-shot protocol)
   report    a self-contained HTML report per cohort
   compare   the table of MLflow runs, best first
   summary   the table of held_out metrics from metrics/*.json
@@ -126,6 +127,21 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source-name", default="synthetic", help="data source tag for MLflow")
 
 
+def _fewshot_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cohort", required=True, help="cohort name (= the MLflow experiment / task)")
+    p.add_argument("--labels", type=Path, required=True, help="labels.parquet")
+    p.add_argument("--embeddings", type=Path, required=True, help="embeddings folder")
+    p.add_argument("--metrics", type=Path, required=True, help="metrics JSON to write, e.g. metrics/fewshot/<cohort>.json")
+    p.add_argument("--plots", type=Path, required=True, help="folder for auroc.csv and auroc.png")
+    p.add_argument(
+        "--ks",
+        nargs="+",
+        default=None,
+        metavar="K",
+        help="shots per class, positive integers and 'all' (default: params fewshot.ks)",
+    )
+
+
 def _report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cohort", required=True, help="cohort name")
     p.add_argument(
@@ -136,6 +152,15 @@ def _report_arguments(p: argparse.ArgumentParser) -> None:
 
 def _compare_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", default=None, help="one task (experiment name); default: all")
+    p.add_argument(
+        "--k",
+        default=None,
+        metavar="K",
+        help="show the few-shot results at k shots per class (an integer or 'all') from metrics/fewshot/*.json",
+    )
+    p.add_argument(
+        "--workspace", type=Path, default=Path("."), help="workspace root holding metrics/fewshot/ (with --k)"
+    )
 
 
 def _summary_arguments(p: argparse.ArgumentParser) -> None:
@@ -224,6 +249,22 @@ STAGES = (
         calibration, subgroups, Cox concordance). Logs runs to MLflow; registers the champion.""",
         _predict_arguments,
     ),
+    _Stage(
+        "fewshot",
+        "label efficiency: AUROC against k labelled rows per class",
+        """\
+        EHRSHOT's k-shot protocol on every representation in --embeddings. For each replicate (params
+        `fewshot.replicates`, seed = replicate index combined with `fewshot.seed`) and each k (`fewshot.ks`
+        or --ks): draw k positives and k negatives from the train rows and k + k from the tuning rows
+        (nested: the first k of one random order per class; capped, and logged, when a class is smaller;
+        k = all takes every row), fit each model of `fewshot.models` (logistic with C chosen on the tuning
+        draw, group lasso on structure blocks, gradient boosting) and score it on the full held_out split:
+        AUROC and AUPRC with subject-bootstrap 95% CIs, the mean and range across replicates, and paired
+        differences of each HCL representation against concat and the best non-HCL representation.
+        Writes --metrics (JSON), --plots/auroc.csv and auroc.png; logs MLflow runs per representation x
+        model x k; prints mean AUROC by representation and k.""",
+        _fewshot_arguments,
+    ),
     _Stage("report", "self-contained HTML report for one cohort", None, _report_arguments),
     _Stage("compare", "table of MLflow runs (representation x model), best first", None, _compare_arguments),
     _Stage("summary", "table of held_out metrics from metrics/*.json", None, _summary_arguments),
@@ -233,7 +274,7 @@ STAGES = (
         "the whole pipeline in one process, in a workspace folder",
         """\
         Run synth (for --source synthetic), ingest, and for each cohort: cohort, features, audit, embed,
-        predict, report; then print the summary. Outputs go under --workspace, so a MIMIC-IV run never
+        predict, fewshot, report; then print the summary. Outputs go under --workspace, so a MIMIC-IV run never
         overwrites the DVC demo in the project root.""",
         _run_arguments,
     ),

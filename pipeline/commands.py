@@ -231,6 +231,63 @@ def predict_step(
     return predict(inputs, config, tracking)
 
 
+def fewshot_step(
+    cohort: str,
+    labels: Path,
+    embeddings: Path,
+    metrics: Path,
+    plots: Path,
+    params: Path | None,
+    progress: bool,
+    ks: list[str] | None = None,
+) -> dict:
+    """Run the k-shot label-efficiency protocol on every representation; log it to MLflow; print the summary.
+
+    Parameters
+    ----------
+    cohort : str
+        Cohort name (the MLflow experiment and task).
+    labels : Path
+        ``labels.parquet`` of the cohort.
+    embeddings : Path
+        Embeddings folder (one representation per file).
+    metrics : Path
+        Metrics JSON to write.
+    plots : Path
+        Folder for the AUROC-against-k table and figure.
+    params : Path or None
+        Parameters file (``fewshot`` and ``tracking`` sections; None: ``./params.yaml`` if present).
+    progress : bool
+        Show progress bars.
+    ks : list of str, optional
+        Override ``fewshot.ks`` (positive integers and ``all``).
+
+    Returns
+    -------
+    dict
+        The metrics written by :func:`pipeline.fewshot.fewshot`.
+    """
+    from pipeline.fewshot import FewshotConfig, FewshotInputs, fewshot
+    from pipeline.fewshot.outputs import summary_table as fewshot_table
+    from pipeline.tracking import TrackingConfig
+
+    config = load_section("fewshot", FewshotConfig, params, {"ks": ks})
+    tracking = load_section("tracking", TrackingConfig, params)
+    inputs = FewshotInputs(
+        cohort=cohort,
+        labels_path=labels,
+        embeddings_dir=embeddings,
+        metrics_path=metrics,
+        plots_dir=plots,
+        params=read_params(params),
+        tags=_provenance_tags(labels),
+        progress=progress,
+    )
+    result = fewshot(inputs, config, tracking)
+    log.info("%s", fewshot_table(result))
+    return result
+
+
 def report_step(cohort: str, workspace: Path, output: Path | None, params: Path | None) -> Path:
     """Write one cohort's HTML report from the workspace's outputs.
 
@@ -265,6 +322,8 @@ def report_step(cohort: str, workspace: Path, output: Path | None, params: Path 
         ws.plots(name),
         output or ws.report(name),
         config,
+        fewshot_metrics_path=ws.fewshot_metrics(name),
+        fewshot_plots_dir=ws.fewshot_plots(name),
     )
     log.info("report: %s", path)
     return path
@@ -325,6 +384,16 @@ def cmd_predict(args) -> dict:
     )
 
 
+def cmd_fewshot(args) -> dict:
+    """Handle `ehr-hcl fewshot`."""
+    for path, what in ((args.labels, "labels file"), (args.embeddings, "embeddings folder")):
+        if not Path(path).exists():
+            raise MissingInputError(f"{path}: {what} not found; run `ehr-hcl cohort` and `ehr-hcl embed` first")
+    return fewshot_step(
+        args.cohort, args.labels, args.embeddings, args.metrics, args.plots, args.params, not args.quiet, args.ks
+    )
+
+
 def cmd_report(args) -> Path:
     """Handle `ehr-hcl report`."""
     return report_step(args.cohort, args.workspace, args.output, args.params)
@@ -335,6 +404,11 @@ def cmd_compare(args) -> None:
     from pipeline.compare import compare
     from pipeline.tracking import TrackingConfig
 
+    if args.k is not None:
+        from pipeline.compare import compare_fewshot
+
+        print(compare_fewshot(args.task, args.k, Workspace(args.workspace)))
+        return
     tracking = load_section("tracking", TrackingConfig, args.params)
     print(compare(args.task, tracking))
 
@@ -392,6 +466,15 @@ def cmd_run(args) -> None:
             truth=truth,
             source_name=source_name,
             features=ws.features(name),
+        )
+        fewshot_step(
+            experiment_name(ws, name),
+            ws.labels(name),
+            ws.embeddings(name),
+            ws.fewshot_metrics(name),
+            ws.fewshot_plots(name),
+            params,
+            progress,
         )
         report_step(name, ws.root, None, params)
     print(summary_table(ws, [p.stem for p in cohort_files], params_path=params))

@@ -94,6 +94,14 @@ class Workspace:
         """Return the plots folder of cohort ``name``."""
         return self.root / "plots" / check_name(name)
 
+    def fewshot_metrics(self, name: str) -> Path:
+        """``metrics/fewshot/<name>.json``: the few-shot (label-efficiency) metrics of a cohort."""
+        return self.root / "metrics" / "fewshot" / f"{check_name(name)}.json"
+
+    def fewshot_plots(self, name: str) -> Path:
+        """``plots/fewshot/<name>/``: the few-shot AUROC-against-k table and figure of a cohort."""
+        return self.root / "plots" / "fewshot" / check_name(name)
+
     def report(self, name: str) -> Path:
         """Return the HTML report of cohort ``name``."""
         return self.root / "reports" / f"{check_name(name)}.html"

@@ -41,7 +41,8 @@ def kshot_figure(df: Any) -> bytes:
         ax.set_title(model)
         ax.set_xlabel("k (shots per class)")
         ax.set_ylabel("held_out AUROC")
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     if not models:
         axes[0].text(0.5, 0.5, "no data", ha="center")
     return _png(fig)

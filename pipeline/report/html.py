@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.exceptions import InputSchemaError
 from pipeline.io import write_text
+from pipeline.report.fewshot import label_efficiency
 from pipeline.results import fmt_ci, fmt_interval, fmt_num, ranked_results, read_metrics
 from pipeline.schema import SPLITS
 
@@ -38,6 +39,7 @@ SECTION_IDS = (
     "subgroups",
     "survival",
     "comparison",
+    "label-efficiency",
 )
 
 
@@ -397,6 +399,8 @@ def build_report(
     plots_dir: Path,
     output_html: Path,
     config: ReportConfig | None = None,
+    fewshot_metrics_path: Path | None = None,
+    fewshot_plots_dir: Path | None = None,
 ) -> Path:
     """Write the cohort's self-contained HTML report and return its path.
 
@@ -412,6 +416,8 @@ def build_report(
         ``cif.csv``, ``subgroups.csv``).
     output_html : where to write the report (atomically).
     config : :class:`ReportConfig` (defaults if None).
+    fewshot_metrics_path, fewshot_plots_dir : the fewshot stage's metrics JSON and ``auroc.csv`` folder
+        (the "Label efficiency" section; optional: when absent the section says how to produce them).
 
     Returns
     -------
@@ -453,6 +459,8 @@ def build_report(
         subgroups=_subgroups(plots_dir, metrics),
         survival=_survival(plots_dir, metrics),
         comparison=_comparison(metrics),
+        fewshot=label_efficiency(cohort, fewshot_metrics_path, fewshot_plots_dir),
+        fewshot_file=str(fewshot_metrics_path or f"metrics/fewshot/{cohort}.json"),
     )
     output_html = Path(output_html)
     write_text(doc, output_html)
