@@ -131,7 +131,12 @@ def _fewshot_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cohort", required=True, help="cohort name (= the MLflow experiment / task)")
     p.add_argument("--labels", type=Path, required=True, help="labels.parquet")
     p.add_argument("--embeddings", type=Path, required=True, help="embeddings folder")
-    p.add_argument("--metrics", type=Path, required=True, help="metrics JSON to write, e.g. metrics/fewshot/<cohort>.json")
+    p.add_argument(
+        "--metrics",
+        type=Path,
+        required=True,
+        help="metrics JSON to write, e.g. metrics/fewshot/<cohort>.json",
+    )
     p.add_argument("--plots", type=Path, required=True, help="folder for auroc.csv and auroc.png")
     p.add_argument(
         "--ks",

@@ -388,9 +388,18 @@ def cmd_fewshot(args) -> dict:
     """Handle `ehr-hcl fewshot`."""
     for path, what in ((args.labels, "labels file"), (args.embeddings, "embeddings folder")):
         if not Path(path).exists():
-            raise MissingInputError(f"{path}: {what} not found; run `ehr-hcl cohort` and `ehr-hcl embed` first")
+            raise MissingInputError(
+                f"{path}: {what} not found; run `ehr-hcl cohort` and `ehr-hcl embed` first"
+            )
     return fewshot_step(
-        args.cohort, args.labels, args.embeddings, args.metrics, args.plots, args.params, not args.quiet, args.ks
+        args.cohort,
+        args.labels,
+        args.embeddings,
+        args.metrics,
+        args.plots,
+        args.params,
+        not args.quiet,
+        args.ks,
     )
 
 

@@ -36,7 +36,7 @@ PIPELINE_LAYERS: list[tuple[str, ...]] = [
     ("pipeline.features",),
     ("pipeline.audit",),
     ("pipeline.embed",),
-    ("pipeline.predict",),
+    ("pipeline.predict", "pipeline.fewshot"),
     ("pipeline.report", "pipeline.compare"),
     # the shell
     ("pipeline.commands", "pipeline.cli", "pipeline.__main__"),

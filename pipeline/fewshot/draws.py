@@ -124,7 +124,7 @@ def nested_draws(
 def replicate_draws(
     y: np.ndarray, train: np.ndarray, tuning: np.ndarray, ks: list[int | str], seed: int
 ) -> tuple[dict[str, Draw], dict[str, Draw]]:
-    """The train draws and the tuning draws of one replicate (one generator, train first, then tuning).
+    """Draw the train and the tuning draws of one replicate (one generator, train first, then tuning).
 
     Parameters
     ----------

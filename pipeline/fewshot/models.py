@@ -165,6 +165,9 @@ def fit_kshot(
     y_tune = np.asarray(y_tune, dtype=int)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
+        # few rows are often separable: the group lasso's weakest penalties then stop at max_iter (the 1-SE
+        # rule rarely picks them); one warning per fit would drown the log
+        warnings.filterwarnings("ignore", message="group-lasso FISTA hit max_iter")
         if name == "logistic":
             return _logistic(X_train, y_train, X_tune, y_tune, settings, seed)
         if name == "group_lasso":

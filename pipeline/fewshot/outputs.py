@@ -62,7 +62,9 @@ def plot_rows(result: dict, metric: str = "auroc") -> list[dict[str, Any]]:
     return rows
 
 
-def write_outputs(result: dict, metrics_path: Path, plots_dir: Path, decimals: int) -> tuple[dict, list[Path]]:
+def write_outputs(
+    result: dict, metrics_path: Path, plots_dir: Path, decimals: int
+) -> tuple[dict, list[Path]]:
     """Write the metrics JSON, ``auroc.csv`` and ``auroc.png``, each atomically.
 
     Parameters

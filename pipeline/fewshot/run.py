@@ -113,7 +113,7 @@ class FewshotConfig(BaseModel):
         return value
 
     def settings(self) -> dict[str, Any]:
-        """The model settings :func:`pipeline.fewshot.models.fit_kshot` reads."""
+        """Return the model settings that :func:`pipeline.fewshot.models.fit_kshot` reads."""
         return self.model_dump(
             include={
                 "logistic_c",
@@ -164,7 +164,7 @@ class FewshotInputs(BaseModel):
 
 
 def all_draws(data: SplitData, config: FewshotConfig) -> list[tuple[dict[str, Draw], dict[str, Draw]]]:
-    """The (train, tuning) draws of every replicate, keyed by k label."""
+    """Draw the (train, tuning) draws of every replicate, keyed by k label."""
     return [
         replicate_draws(data.y, data.train, data.tuning, config.ks, replicate_seed(config.seed, r))
         for r in range(config.replicates)
@@ -205,7 +205,14 @@ def score_replicate(
 ) -> dict[str, Any]:
     """Fit ``model`` on one draw and score it on the full held_out split (AUROC, AUPRC with CIs)."""
     fit = fit_kshot(
-        model, X[train.rows], data.y[train.rows], X[tune.rows], data.y[tune.rows], columns, config.settings(), seed
+        model,
+        X[train.rows],
+        data.y[train.rows],
+        X[tune.rows],
+        data.y[tune.rows],
+        columns,
+        config.settings(),
+        seed,
     )
     if fit.skipped is not None:
         return {"skipped": fit.skipped}
@@ -238,7 +245,9 @@ def evaluate_representation(
             key, reps = k_label(k), []
             for r in range(config.replicates_for(k)):
                 train, tune = draws[r][0][key], draws[r][1][key]
-                res = score_replicate(data, X, columns, model, train, tune, config, replicate_seed(config.seed, r))
+                res = score_replicate(
+                    data, X, columns, model, train, tune, config, replicate_seed(config.seed, r)
+                )
                 reps.append({"replicate": r, **res})
                 bar.update(1)
             cell: dict[str, Any] = {"replicates": reps}

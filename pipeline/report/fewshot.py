@@ -78,6 +78,10 @@ def label_efficiency(cohort: str, metrics_path: Path | None, plots_dir: Path | N
         "rows": rows,
         "paired": paired,
         "replicates": (m.get("config") or {}).get("replicates"),
-        "capped": [k for k in ks if (draws.get(k) or {}).get("capped_train") or (draws.get(k) or {}).get("capped_tuning")],
+        "capped": [
+            k
+            for k in ks
+            if (draws.get(k) or {}).get("capped_train") or (draws.get(k) or {}).get("capped_tuning")
+        ],
         "best_rule": m.get("best_non_hcl_rule"),
     }

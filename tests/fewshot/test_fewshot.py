@@ -76,7 +76,9 @@ def test_paired_differences_are_per_replicate_differences(written):
     a = [r["auroc"] for r in res["hcl"]["logistic"]["8"]["replicates"]]
     c = [r["auroc"] for r in res["concat"]["logistic"]["8"]["replicates"]]
     assert vs["vs_concat"]["baseline"] == "concat"
-    assert vs["vs_concat"]["per_replicate"] == pytest.approx([x - y for x, y in zip(a, c, strict=True)], abs=2e-6)
+    assert vs["vs_concat"]["per_replicate"] == pytest.approx(
+        [x - y for x, y in zip(a, c, strict=True)], abs=2e-6
+    )
     best = vs["vs_best_non_hcl"]["baseline"]
     means = {r: res[r]["logistic"]["8"]["auroc"]["mean"] for r in ("concat", "pca")}
     assert best == max(means, key=means.get)
