@@ -62,7 +62,9 @@ def test_report_names_the_inputs_own_splits(large_inputs, tmp_path):
     cohort_dir = large_inputs["cohort_dir"]
     saved = (cohort_dir / "splits.json").read_text()
     try:
-        (cohort_dir / "splits.json").write_text('{"source": "input", "file": "events/metadata/subject_splits.parquet"}')
+        (cohort_dir / "splits.json").write_text(
+            '{"source": "input", "file": "events/metadata/subject_splits.parquet"}'
+        )
         doc = _build(large_inputs, tmp_path / "r.html")
     finally:
         (cohort_dir / "splits.json").write_text(saved)
@@ -116,3 +118,39 @@ def test_report_renders_in_headless_chromium(large_inputs, tmp_path):
     for sid in SECTION_IDS:
         assert f'id="{sid}"' in dom, sid
     assert dom.count("data:image/png;base64,") >= 6
+
+
+def test_label_efficiency_section_absent_says_how_to_produce_it(small_inputs, tmp_path):
+    doc = _build(small_inputs, tmp_path / "r.html")
+    section = _section(doc, "label-efficiency")
+    assert "not available" in section and "ehr-hcl fewshot" in section
+
+
+def test_label_efficiency_section_shows_figure_and_tables(small_inputs, tmp_path):
+    from pipeline.fewshot import FewshotConfig, FewshotInputs, fewshot
+
+    inputs = FewshotInputs(
+        cohort="mortality",
+        labels_path=small_inputs["cohort_dir"] / "labels.parquet",
+        embeddings_dir=small_inputs["embeddings_dir"],
+        metrics_path=tmp_path / "fewshot.json",
+        plots_dir=tmp_path / "fewshot",
+        progress=False,
+    )
+    config = FewshotConfig(ks=[4, "all"], replicates=2, models=["logistic"], bootstrap_resamples=10)
+    result = fewshot(inputs, config)
+    keys = ("cohort_dir", "features_dir", "embeddings_dir", "models_dir", "metrics_path", "plots_dir")
+    out = build_report(
+        "mortality",
+        *(small_inputs[k] for k in keys),
+        tmp_path / "r.html",
+        ReportConfig(),
+        fewshot_metrics_path=tmp_path / "fewshot.json",
+        fewshot_plots_dir=tmp_path / "fewshot",
+    )
+    section = _section(out.read_text(), "label-efficiency")
+    assert "data:image/png;base64," in section
+    assert ">k=4<" in section and ">k=all<" in section
+    mean = result["results"]["hcl"]["logistic"]["4"]["auroc"]["mean"]
+    assert f"{mean:.3f}" in section
+    assert "best non-HCL (raw)" in section  # hcl minus the best baseline, here the only one
