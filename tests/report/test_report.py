@@ -62,9 +62,7 @@ def test_report_names_the_inputs_own_splits(large_inputs, tmp_path):
     cohort_dir = large_inputs["cohort_dir"]
     saved = (cohort_dir / "splits.json").read_text()
     try:
-        (cohort_dir / "splits.json").write_text(
-            '{"source": "input", "file": "events/metadata/subject_splits.parquet"}'
-        )
+        (cohort_dir / "splits.json").write_text('{"source": "input", "file": "events/metadata/subject_splits.parquet"}')
         doc = _build(large_inputs, tmp_path / "r.html")
     finally:
         (cohort_dir / "splits.json").write_text(saved)
