@@ -35,7 +35,7 @@ tracked in MLflow. The stages, in pipeline order (DVC runs them for you with `dv
   predict   models per representation; AUROC/AUPRC with CIs, calibration, subgroups, survival; MLflow
   fewshot   label efficiency: AUROC against k labelled rows per class (EHRSHOT's k-shot protocol)
   report    a self-contained HTML report per cohort
-  compare   the table of MLflow runs, best first
+  compare   the table of MLflow runs, best first (--k K: the few-shot results at k shots per class)
   summary   the table of held_out metrics from metrics/*.json
   ui        open the MLflow UI on this project's store (127.0.0.1)
   run       the whole pipeline in one process, in a workspace folder (e.g. for MIMIC-IV)

@@ -293,7 +293,7 @@ def paired_differences(results: dict, config: FewshotConfig) -> dict:
             best = min(means, key=lambda t: (-t[0], t[1]))[1] if means else None  # ties: first by name
             for rep in hcl:
                 cell = {}
-                if REFERENCE in results:
+                if REFERENCE in results and "skipped" not in results[REFERENCE][model][key]:
                     cell["vs_concat"] = diff(rep, REFERENCE, model, key)
                 if best is not None:
                     cell["vs_best_non_hcl"] = diff(rep, best, model, key)

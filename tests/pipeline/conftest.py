@@ -49,6 +49,11 @@ predict:
   subgroup_resamples: 20
   survival_resamples: 20
   log_models: false
+fewshot:
+  ks: [4, all]
+  replicates: 2
+  models: [logistic]
+  bootstrap_resamples: 20
 tracking:
   tracking_uri: sqlite:///{store}
   artifact_root: {artifacts}

@@ -12,7 +12,7 @@ from pipeline.exceptions import ConfigError
 from pipeline.workspace import Workspace, check_name
 
 ROOT = Path(__file__).resolve().parents[2]
-STAGES = ["synth", "ingest", "cohort", "features", "audit", "embed", "predict", "report", "compare", "summary", "ui", "run"]
+STAGES = ["synth", "ingest", "cohort", "features", "audit", "embed", "predict", "fewshot", "report", "compare", "summary", "ui", "run"]
 
 
 def test_help_lists_every_stage_quickly():
