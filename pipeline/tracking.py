@@ -228,6 +228,28 @@ def log_metrics(metrics: Mapping[str, Any]) -> None:
         mlflow.log_metrics(clean)
 
 
+def _metric_entities(metrics: Mapping[str, Any], history: Mapping[str, Any]) -> list[Any]:
+    """MLflow ``Metric`` entities: each finite value of ``metrics`` at step 0, each of ``history`` at its position."""
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    items = []
+    series = [(k, [v]) for k, v in metrics.items()] + list(history.items())
+    for name, values in series:
+        for step, v in enumerate(values):
+            if v is None or isinstance(v, bool):
+                continue
+            try:
+                f = float(v)
+            except (TypeError, ValueError):
+                continue
+            if math.isfinite(f):
+                items.append(Metric(name, f, now, step))
+    return items
+
+
 def log_metric_history(history: Mapping[str, Any]) -> None:
     """Log each metric's sequence of values in the active run, one step per position (e.g. per replicate).
 
@@ -235,25 +257,71 @@ def log_metric_history(history: Mapping[str, Any]) -> None:
     ----------
     history : Mapping of str to sequence
         ``{name: [value at step 0, value at step 1, ...]}``; undefined values (None, NaN) are skipped, the
-        other steps keep their position. One batch call for all of them.
+        other steps keep their position. Batch calls, not one call per value.
     """
-    import time
-
     import mlflow
     from mlflow import MlflowClient
-    from mlflow.entities import Metric
 
-    now = int(time.time() * 1000)
-    items = []
-    for name, values in history.items():
-        for step, v in enumerate(values):
-            if v is None or isinstance(v, bool):
-                continue
-            f = float(v)
-            if math.isfinite(f):
-                items.append(Metric(name, f, now, step))
+    items = _metric_entities({}, history)
     for i in range(0, len(items), 1000):  # MLflow's batch limit
         MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=items[i : i + 1000])
+
+
+def log_child_run(
+    run_name: str,
+    params: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    history: Mapping[str, Any],
+    tags: Mapping[str, Any],
+) -> str:
+    """Record a finished run nested under the active run in a few batch calls, without opening it.
+
+    Many small child runs (e.g. one per representation x model x k) cost a fraction of what
+    :func:`tracked_run` costs per run.
+
+    Parameters
+    ----------
+    run_name : str
+    params : Mapping
+        Logged stringified (flattened).
+    metrics : Mapping
+        Finite values logged at step 0.
+    history : Mapping of str to sequence
+        Values logged at steps 0, 1, ... (see :func:`log_metric_history`).
+    tags : Mapping
+        Non-None values, stringified.
+
+    Returns
+    -------
+    str
+        The run id.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.entities import Param
+
+    client = MlflowClient()
+    parent = mlflow.active_run()
+    run = client.create_run(
+        parent.info.experiment_id,
+        run_name=run_name,
+        tags={
+            "mlflow.parentRunId": parent.info.run_id,
+            **{k: str(v) for k, v in tags.items() if v is not None},
+        },
+    )
+    run_id = run.info.run_id
+    try:
+        flat = sorted((k, str(v)[:MAX_PARAM_LEN]) for k, v in flatten(params).items())
+        items = _metric_entities(metrics, history)
+        client.log_batch(run_id, metrics=items[:1000], params=[Param(k, v) for k, v in flat[:100]])
+        for i in range(1000, len(items), 1000):
+            client.log_batch(run_id, metrics=items[i : i + 1000])
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
 
 
 def set_tags(tags: Mapping[str, Any]) -> None:

@@ -54,25 +54,29 @@ def track(
             for model, by_k in by_model.items():
                 for k, cell in by_k.items():
                     paired = ((result.get("paired") or {}).get(rep) or {}).get(model, {}).get(k, {})
-                    _log_child(tracking, cohort, rep, model, k, cell, paired)
+                    _log_child(rep, model, k, cell, paired)
         T.log_artifacts(files, artifact_path="fewshot")
 
 
-def _log_child(tracking, cohort: str, rep: str, model: str, k: str, cell: dict, paired: dict) -> None:
-    tags = {T.ROLE_TAG: CHILD_ROLE, "representation": rep, "model": model, "k": k}
+def _log_child(rep: str, model: str, k: str, cell: dict, paired: dict) -> None:
     reps = cell["replicates"]
-    with T.tracked_run(tracking, cohort, f"fewshot/{rep}/{model}/k={k}", nested=True, tags=tags):
-        T.log_params({"representation": rep, "model": model, "k": k, "replicates": len(reps)})
-        metrics = {f"{m}_{s}": cell[m][s] for m in ("auroc", "auprc") for s in ("mean", "sd", "min", "max")}
-        for name, diff in paired.items():
-            metrics.update({f"{name}_{s}": diff.get(s) for s in ("mean", "min", "max")})
-        T.log_metrics(metrics)
-        T.log_metric_history(
-            {
-                f"replicate_{m}{end}": [r.get(f"{m}{end}") for r in reps]
-                for m in ("auroc", "auprc")
-                for end in ("", "_lo", "_hi")
-            }
-        )
-        if cell.get("skipped"):
-            T.set_tags({"skipped": cell["skipped"]})
+    metrics = {f"{m}_{s}": cell[m][s] for m in ("auroc", "auprc") for s in ("mean", "sd", "min", "max")}
+    for name, diff in paired.items():
+        metrics.update({f"{name}_{s}": diff.get(s) for s in ("mean", "min", "max")})
+    T.log_child_run(
+        f"fewshot/{rep}/{model}/k={k}",
+        params={"representation": rep, "model": model, "k": k, "replicates": len(reps)},
+        metrics=metrics,
+        history={
+            f"replicate_{m}{end}": [r.get(f"{m}{end}") for r in reps]
+            for m in ("auroc", "auprc")
+            for end in ("", "_lo", "_hi")
+        },
+        tags={
+            T.ROLE_TAG: CHILD_ROLE,
+            "representation": rep,
+            "model": model,
+            "k": k,
+            "skipped": cell.get("skipped"),
+        },
+    )

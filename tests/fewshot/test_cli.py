@@ -93,7 +93,7 @@ def test_fewshot_logs_runs_and_compare_shows_one_k(fewshot_cohort, tmp_path, cap
         and r.data.params["k"] == "4"
         and r.data.params["model"] == "logistic"
     )
-    assert child.data.params["replicates"] == "2"
+    assert child.data.params["replicates"] == "2" and child.info.status == "FINISHED"
     assert child.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
     history = client.get_metric_history(child.info.run_id, "replicate_auroc")
     assert sorted(m.step for m in history) == [0, 1]
