@@ -241,7 +241,7 @@ def fewshot_step(
     progress: bool,
     ks: list[str] | None = None,
 ) -> dict:
-    """Run the k-shot label-efficiency protocol on every representation; log it to MLflow; print the summary.
+    """Run the k-shot label-efficiency protocol on every representation and log it to MLflow.
 
     Parameters
     ----------
@@ -284,7 +284,7 @@ def fewshot_step(
         progress=progress,
     )
     result = fewshot(inputs, config, tracking)
-    log.info("%s", fewshot_table(result))
+    log.debug("%s", fewshot_table(result))
     return result
 
 
@@ -391,7 +391,9 @@ def cmd_fewshot(args) -> dict:
             raise MissingInputError(
                 f"{path}: {what} not found; run `ehr-hcl cohort` and `ehr-hcl embed` first"
             )
-    return fewshot_step(
+    from pipeline.fewshot.outputs import summary_table as fewshot_table
+
+    result = fewshot_step(
         args.cohort,
         args.labels,
         args.embeddings,
@@ -401,6 +403,8 @@ def cmd_fewshot(args) -> dict:
         not args.quiet,
         args.ks,
     )
+    print(fewshot_table(result))
+    return result
 
 
 def cmd_report(args) -> Path:
@@ -459,6 +463,7 @@ def cmd_run(args) -> None:
     ingest_step(source, raw, ws.events, params, progress)
     truth = ws.truth if args.source == "synthetic" else None
     source_name = args.source if args.source != "mimic-iv" else f"mimic-iv:{Path(args.input).name}"
+    fewshot_results: dict[str, dict] = {}
     for path in cohort_files:
         name = path.stem
         cohort_step(path, ws.events, ws.cohort(name))
@@ -476,7 +481,7 @@ def cmd_run(args) -> None:
             source_name=source_name,
             features=ws.features(name),
         )
-        fewshot_step(
+        fewshot_results[name] = fewshot_step(
             experiment_name(ws, name),
             ws.labels(name),
             ws.embeddings(name),
@@ -487,6 +492,10 @@ def cmd_run(args) -> None:
         )
         report_step(name, ws.root, None, params)
     print(summary_table(ws, [p.stem for p in cohort_files], params_path=params))
+    from pipeline.fewshot.outputs import summary_table as fewshot_table
+
+    for result in fewshot_results.values():
+        print("\n" + fewshot_table(result))
     log.info("run: finished in %.0f s", time.perf_counter() - started)
 
 

@@ -229,7 +229,7 @@ def log_metrics(metrics: Mapping[str, Any]) -> None:
 
 
 def _metric_entities(metrics: Mapping[str, Any], history: Mapping[str, Any]) -> list[Any]:
-    """MLflow ``Metric`` entities: each finite value of ``metrics`` at step 0, each of ``history`` at its position."""
+    """Build MLflow ``Metric`` entities: finite values of ``metrics`` at step 0, of ``history`` at their position."""
     import time
 
     from mlflow.entities import Metric
@@ -250,23 +250,6 @@ def _metric_entities(metrics: Mapping[str, Any], history: Mapping[str, Any]) -> 
     return items
 
 
-def log_metric_history(history: Mapping[str, Any]) -> None:
-    """Log each metric's sequence of values in the active run, one step per position (e.g. per replicate).
-
-    Parameters
-    ----------
-    history : Mapping of str to sequence
-        ``{name: [value at step 0, value at step 1, ...]}``; undefined values (None, NaN) are skipped, the
-        other steps keep their position. Batch calls, not one call per value.
-    """
-    import mlflow
-    from mlflow import MlflowClient
-
-    items = _metric_entities({}, history)
-    for i in range(0, len(items), 1000):  # MLflow's batch limit
-        MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=items[i : i + 1000])
-
-
 def log_child_run(
     run_name: str,
     params: Mapping[str, Any],
@@ -274,27 +257,12 @@ def log_child_run(
     history: Mapping[str, Any],
     tags: Mapping[str, Any],
 ) -> str:
-    """Record a finished run nested under the active run in a few batch calls, without opening it.
+    """Record a finished run nested under the active run in a few batch calls (no fluent start/end).
 
-    Many small child runs (e.g. one per representation x model x k) cost a fraction of what
-    :func:`tracked_run` costs per run.
-
-    Parameters
-    ----------
-    run_name : str
-    params : Mapping
-        Logged stringified (flattened).
-    metrics : Mapping
-        Finite values logged at step 0.
-    history : Mapping of str to sequence
-        Values logged at steps 0, 1, ... (see :func:`log_metric_history`).
-    tags : Mapping
-        Non-None values, stringified.
-
-    Returns
-    -------
-    str
-        The run id.
+    Many small child runs (one per representation x model x k) cost a fraction of :func:`tracked_run`'s.
+    ``params`` are flattened and stringified, ``metrics`` logged at step 0, each ``history`` sequence at
+    steps 0, 1, ... (a missing or NaN value is skipped, the others keep their step), None tags dropped.
+    Returns the run id.
     """
     import mlflow
     from mlflow import MlflowClient
@@ -302,15 +270,8 @@ def log_child_run(
 
     client = MlflowClient()
     parent = mlflow.active_run()
-    run = client.create_run(
-        parent.info.experiment_id,
-        run_name=run_name,
-        tags={
-            "mlflow.parentRunId": parent.info.run_id,
-            **{k: str(v) for k, v in tags.items() if v is not None},
-        },
-    )
-    run_id = run.info.run_id
+    tags = {"mlflow.parentRunId": parent.info.run_id, **{k: str(v) for k, v in tags.items() if v is not None}}
+    run_id = client.create_run(parent.info.experiment_id, run_name=run_name, tags=tags).info.run_id
     try:
         flat = sorted((k, str(v)[:MAX_PARAM_LEN]) for k, v in flatten(params).items())
         items = _metric_entities(metrics, history)

@@ -76,6 +76,8 @@ def test_fewshot_logs_runs_and_compare_shows_one_k(fewshot_cohort, tmp_path, cap
     params.write_text(PARAMS.format(store=tmp_path / "mlflow.db", artifacts=tmp_path / "mlartifacts"))
     assert main([*_args(fewshot_cohort, tmp_path), "--params", str(params)]) == 0
     assert (tmp_path / "plots" / "fewshot" / "tiny" / "auroc.png").exists()
+    printed = capsys.readouterr().out
+    assert "mean held_out AUROC" in printed and "k=all" in printed and "logistic" in printed
 
     from mlflow import MlflowClient
 
