@@ -25,22 +25,25 @@ def kshot_figure(df: Any) -> bytes:
         The PNG.
     """
     models = list(dict.fromkeys(df["model"])) if len(df) else []
+    reps = list(dict.fromkeys(df["representation"])) if len(df) else []
+    colors = {rep: f"C{i % 10}" for i, rep in enumerate(reps)}  # one colour per representation in every panel
     fig, axes = _panels(len(models), width=4.6)
-    for ax, model in zip(axes, models, strict=False):
+    for i, (ax, model) in enumerate(zip(axes, models, strict=False)):
         sub = df[df["model"] == model]
         for rep in dict.fromkeys(sub["representation"]):
             d = sub[(sub["representation"] == rep) & sub["mean"].notna()]
             if not len(d):
                 continue
-            line = ax.plot(d["x"], d["mean"], marker="o", ms=3, label=rep)[0]
-            ax.fill_between(d["x"], d["lo"], d["hi"], color=line.get_color(), alpha=0.15, lw=0)
+            ax.plot(d["x"], d["mean"], marker="o", ms=3, label=rep, color=colors[rep])
+            ax.fill_between(d["x"], d["lo"], d["hi"], color=colors[rep], alpha=0.15, lw=0)
         ticks = sub.drop_duplicates("k")
         ax.set_xscale("log", base=2)
         ax.set_xticks(list(ticks["x"]), [str(k) for k in ticks["k"]], fontsize=7)
         ax.axhline(0.5, ls="--", color="grey", lw=0.8)
         ax.set_title(model)
         ax.set_xlabel("k (shots per class)")
-        ax.set_ylabel("held_out AUROC")
+        if i == 0:
+            ax.set_ylabel("held_out AUROC")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     if not models:
