@@ -29,9 +29,11 @@ tracked in MLflow. The stages, in pipeline order (DVC runs them for you with `dv
   synth     write a synthetic MIMIC-IV-shaped dataset from a known hierarchical latent model
   ingest    MIMIC-IV tables or a MEDS dataset -> a MEDS event dataset (times = when facts became known)
   cohort    a cohort YAML (cohorts/*.yaml) -> labels, subject-level splits, attrition, ACES export
+  population every admission of every train subject, unlabelled: the pretraining population
   features  events + labels -> one matrix per modality (codes, labs, medications, notes) + mask
   audit     check features for leakage (nothing after the prediction time, no subject in two splits)
-  embed     fit HCL and baselines on train rows -> blocks per structure (e.g. codes+labs__0)
+  pretrain  fit HCL and baselines once on the pretraining population
+  embed     apply them to a cohort (or fit on its train rows) -> blocks per structure (e.g. codes+labs__0)
   predict   models per representation; AUROC/AUPRC with CIs, calibration, subgroups, survival; MLflow
   fewshot   label efficiency: AUROC against k labelled rows per class (EHRSHOT's k-shot protocol)
   report    a self-contained HTML report per cohort
@@ -95,6 +97,35 @@ def _features_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--events", type=Path, default=Path("data/events"), help="MEDS events folder")
     p.add_argument("--output", type=Path, required=True, help="output folder")
     p.add_argument("--no-audit", action="store_true", help="skip the leakage audit (not recommended)")
+    p.add_argument(
+        "--fitted",
+        type=Path,
+        default=None,
+        help="features folder whose fitted vocabularies, lab scalers and note encoder are applied unchanged "
+        "(data/features/pretraining); default: fit them on the train rows of --labels",
+    )
+
+
+def _population_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--events", type=Path, default=Path("data/events"), help="MEDS events folder")
+    p.add_argument(
+        "--cohort-configs",
+        nargs="+",
+        type=Path,
+        default=None,
+        help="cohort YAMLs whose (shared) split the population uses (default: params.yaml `cohorts`)",
+    )
+    p.add_argument("--output", type=Path, default=Path("data/pretraining"), help="output folder")
+
+
+def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--features", type=Path, default=Path("data/features/pretraining"), help="pretraining features folder"
+    )
+    p.add_argument(
+        "--labels", type=Path, default=Path("data/pretraining/population.parquet"), help="population.parquet"
+    )
+    p.add_argument("--models", type=Path, default=Path("models/pretraining"), help="folder for the fitted models")
 
 
 def _audit_arguments(p: argparse.ArgumentParser) -> None:
@@ -110,6 +141,13 @@ def _embed_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--labels", type=Path, required=True, help="labels.parquet")
     p.add_argument("--output", type=Path, required=True, help="embeddings folder")
     p.add_argument("--models", type=Path, required=True, help="folder for fitted models and summaries")
+    p.add_argument(
+        "--pretrained",
+        type=Path,
+        default=None,
+        help="models fitted on the pretraining population (`ehr-hcl pretrain`), used when embed.fit_on is "
+        "pretraining (the default)",
+    )
 
 
 def _predict_arguments(p: argparse.ArgumentParser) -> None:
@@ -227,22 +265,44 @@ STAGES = (
         _cohort_arguments,
     ),
     _Stage(
+        "population",
+        "every admission of every train subject (no label read): the pretraining population",
+        """\
+        Write data/pretraining/population.parquet: one row per admission of every train-split subject and
+        per reference time of params `pretraining.reference_times` (default: 48 h after admission, and
+        discharge), and population.json (counts, attrition). The split is the cohorts' own keyed hash, so no
+        tuning or held_out subject of any cohort enters; the cohort YAMLs must agree on `split`.""",
+        _population_arguments,
+    ),
+    _Stage(
         "features",
         "events + labels -> modality matrices, mask, provenance",
         """\
         Build one matrix per modality (codes, labs, medications, notes), row-aligned with the labels,
         from events at or before each prediction time only; vocabularies, statistics and the note
-        encoder are fit on train rows. Runs the leakage audit afterwards. Knobs: `features` section.""",
+        encoder are fit on train rows, or taken unchanged from --fitted (the pretraining population's
+        features, as the DVC pipeline does). Runs the leakage audit afterwards. Knobs: `features` section.""",
         _features_arguments,
     ),
     _Stage("audit", "leakage audit of a features folder against its labels", None, _audit_arguments),
     _Stage(
-        "embed",
-        "fit HCL and baselines on train rows -> embeddings per structure",
+        "pretrain",
+        "fit HCL and baselines once on the pretraining population",
         """\
         Fit each representation method listed in params `embed.methods` (hcl, linear_hcl, concat, pca,
-        clip, shared_private, jive) on train rows, transform every row, and write
-        <output>/<method>.parquet with columns <structure>__<k>; models and summaries go to --models.""",
+        clip, shared_private, jive) on the pretraining population's features, with the column scaler, and
+        save them to --models (JSON + safetensors). No label is read. With `embed.fit_on: cohort` nothing
+        is fitted here.""",
+        _pretrain_arguments,
+    ),
+    _Stage(
+        "embed",
+        "apply the representations to a cohort -> embeddings per structure",
+        """\
+        Apply each method of params `embed.methods` to the cohort's features and write
+        <output>/<method>.parquet with columns <structure>__<k>. With `embed.fit_on: pretraining` (default)
+        the models of --pretrained are used unchanged and copied to --models with this cohort's block R²;
+        with `embed.fit_on: cohort` they are fit here on the cohort's train rows.""",
         _embed_arguments,
     ),
     _Stage(

@@ -105,8 +105,42 @@ def cohort_step(config: Path, events: Path, output: Path | None) -> dict:
     return build_cohort(config, events, output or Workspace().cohort(name))
 
 
+def population_step(events: Path, cohort_configs: list[Path] | None, output: Path, params: Path | None) -> dict:
+    """Build the pretraining population: every admission of every train subject, no label read.
+
+    Parameters
+    ----------
+    events : Path
+        MEDS events folder.
+    cohort_configs : list of Path or None
+        Cohort YAMLs whose shared ``split`` the population uses (None: params.yaml ``cohorts``).
+    output : Path
+        Folder to write (``population.parquet``, ``population.json``).
+    params : Path or None
+        Parameters file whose ``pretraining`` section is the config.
+
+    Returns
+    -------
+    dict
+        The stage summary of :func:`pipeline.cohort.pretraining.build_population`.
+    """
+    from pipeline.cohort.pretraining import PretrainingConfig, build_population
+
+    config = load_section("pretraining", PretrainingConfig, params)
+    if cohort_configs is None:
+        names = read_params(params).get("cohorts") or [p.stem for p in DEFAULT_COHORT_FILES]
+        cohort_configs = [Path("cohorts") / f"{check_name(n)}.yaml" for n in names]
+    return build_population(events, cohort_configs, output, config)
+
+
 def features_step(
-    labels: Path, events: Path, output: Path, params: Path | None, progress: bool, audit: bool = True
+    labels: Path,
+    events: Path,
+    output: Path,
+    params: Path | None,
+    progress: bool,
+    audit: bool = True,
+    fitted: Path | None = None,
 ) -> dict:
     """Build the modality features of one cohort, then audit them for leakage.
 
@@ -124,6 +158,9 @@ def features_step(
         Show the note-embedding progress bar.
     audit : bool
         Run the leakage audit afterwards.
+    fitted : Path or None
+        Features folder whose fitted vocabularies and scalers are applied unchanged (the pretraining
+        population's); None fits them on the train rows of ``labels``.
 
     Returns
     -------
@@ -133,7 +170,7 @@ def features_step(
     from pipeline.features import FeaturesConfig, build_features
 
     config = load_section("features", FeaturesConfig, params)
-    summary = build_features(labels, events, output, config, progress=progress)
+    summary = build_features(labels, events, output, config, progress=progress, fitted_dir=fitted)
     if audit:
         from pipeline.audit import audit as audit_features
 
@@ -142,8 +179,43 @@ def features_step(
     return summary
 
 
-def embed_step(features: Path, labels: Path, output: Path, models: Path, params: Path | None) -> dict:
-    """Fit every representation method on one cohort's features and write its embeddings.
+def pretrain_step(features: Path, labels: Path, models: Path, params: Path | None) -> dict:
+    """Fit every representation method once on the pretraining population's features.
+
+    With ``embed.fit_on: cohort`` nothing is fitted here: ``models`` only records that choice.
+
+    Parameters
+    ----------
+    features : Path
+        Features folder of the pretraining population.
+    labels : Path
+        ``population.parquet`` (every row is a train row).
+    models : Path
+        Folder for the fitted models, their scaler and summaries.
+    params : Path or None
+        Parameters file whose ``embed`` section is the config.
+
+    Returns
+    -------
+    dict
+        The summary of :func:`pipeline.embed.fit_models`, or ``{"fit_on": "cohort"}``.
+    """
+    from pipeline.embed import EmbedConfig, fit_models
+    from pipeline.io import atomic_dir, write_json
+
+    config = load_section("embed", EmbedConfig, params)
+    if config.fit_on == "cohort":
+        log.info("pretrain: embed.fit_on is 'cohort'; each cohort fits its own representations")
+        with atomic_dir(models) as tmp:
+            write_json({"fit_on": "cohort"}, tmp / "fitted_on.json")
+        return {"fit_on": "cohort"}
+    return fit_models(features, labels, models, config, str(params or "params.yaml"))
+
+
+def embed_step(
+    features: Path, labels: Path, output: Path, models: Path, params: Path | None, pretrained: Path | None = None
+) -> dict:
+    """Write one cohort's embeddings: with the pretrained representations, or fitted on its train rows.
 
     Parameters
     ----------
@@ -157,6 +229,8 @@ def embed_step(features: Path, labels: Path, output: Path, models: Path, params:
         Folder for the fitted models and their summaries.
     params : Path or None
         Parameters file whose ``embed`` section is the config (None: ``./params.yaml`` if present).
+    pretrained : Path or None
+        Models fitted on the pretraining population (``embed.fit_on: pretraining``).
 
     Returns
     -------
@@ -166,7 +240,7 @@ def embed_step(features: Path, labels: Path, output: Path, models: Path, params:
     from pipeline.embed import EmbedConfig, embed
 
     config = load_section("embed", EmbedConfig, params)
-    return embed(features, labels, output, models, config, str(params or "params.yaml"))
+    return embed(features, labels, output, models, config, str(params or "params.yaml"), pretrained=pretrained)
 
 
 def predict_step(
@@ -232,33 +306,17 @@ def predict_step(
 
 
 def fewshot_step(
-    cohort: str,
-    labels: Path,
-    embeddings: Path,
-    metrics: Path,
-    plots: Path,
-    params: Path | None,
-    progress: bool,
+    cohort: str, labels: Path, embeddings: Path, metrics: Path, plots: Path, params: Path | None, progress: bool,
     ks: list[str] | None = None,
 ) -> dict:
     """Run the k-shot label-efficiency protocol on every representation and log it to MLflow.
 
     Parameters
     ----------
-    cohort : str
-        Cohort name (the MLflow experiment and task).
-    labels : Path
-        ``labels.parquet`` of the cohort.
-    embeddings : Path
-        Embeddings folder (one representation per file).
-    metrics : Path
-        Metrics JSON to write.
+    cohort, labels, embeddings, metrics, params, progress
+        As for :func:`predict_step` (``params``: its ``fewshot`` and ``tracking`` sections).
     plots : Path
-        Folder for the AUROC-against-k table and figure.
-    params : Path or None
-        Parameters file (``fewshot`` and ``tracking`` sections; None: ``./params.yaml`` if present).
-    progress : bool
-        Show progress bars.
+        Folder for ``auroc.csv`` and ``auroc.png``.
     ks : list of str, optional
         Override ``fewshot.ks`` (positive integers and ``all``).
 
@@ -268,24 +326,15 @@ def fewshot_step(
         The metrics written by :func:`pipeline.fewshot.fewshot`.
     """
     from pipeline.fewshot import FewshotConfig, FewshotInputs, fewshot
-    from pipeline.fewshot.outputs import summary_table as fewshot_table
     from pipeline.tracking import TrackingConfig
 
     config = load_section("fewshot", FewshotConfig, params, {"ks": ks})
     tracking = load_section("tracking", TrackingConfig, params)
     inputs = FewshotInputs(
-        cohort=cohort,
-        labels_path=labels,
-        embeddings_dir=embeddings,
-        metrics_path=metrics,
-        plots_dir=plots,
-        params=read_params(params),
-        tags=_provenance_tags(labels),
-        progress=progress,
+        cohort=cohort, labels_path=labels, embeddings_dir=embeddings, metrics_path=metrics, plots_dir=plots,
+        params=read_params(params), tags=_provenance_tags(labels), progress=progress,
     )
-    result = fewshot(inputs, config, tracking)
-    log.debug("%s", fewshot_table(result))
-    return result
+    return fewshot(inputs, config, tracking)
 
 
 def report_step(cohort: str, workspace: Path, output: Path | None, params: Path | None) -> Path:
@@ -350,8 +399,24 @@ def cmd_cohort(args) -> dict:
 def cmd_features(args) -> dict:
     """Handle `ehr-hcl features`."""
     return features_step(
-        args.labels, args.events, args.output, args.params, not args.quiet, audit=not args.no_audit
+        args.labels,
+        args.events,
+        args.output,
+        args.params,
+        not args.quiet,
+        audit=not args.no_audit,
+        fitted=args.fitted,
     )
+
+
+def cmd_population(args) -> dict:
+    """Handle `ehr-hcl population`."""
+    return population_step(args.events, args.cohort_configs, args.output, args.params)
+
+
+def cmd_pretrain(args) -> dict:
+    """Handle `ehr-hcl pretrain`."""
+    return pretrain_step(args.features, args.labels, args.models, args.params)
 
 
 def cmd_audit(args) -> dict:
@@ -365,7 +430,7 @@ def cmd_audit(args) -> dict:
 
 def cmd_embed(args) -> dict:
     """Handle `ehr-hcl embed`."""
-    return embed_step(args.features, args.labels, args.output, args.models, args.params)
+    return embed_step(args.features, args.labels, args.output, args.models, args.params, args.pretrained)
 
 
 def cmd_predict(args) -> dict:
@@ -385,24 +450,11 @@ def cmd_predict(args) -> dict:
 
 
 def cmd_fewshot(args) -> dict:
-    """Handle `ehr-hcl fewshot`."""
-    for path, what in ((args.labels, "labels file"), (args.embeddings, "embeddings folder")):
-        if not Path(path).exists():
-            raise MissingInputError(
-                f"{path}: {what} not found; run `ehr-hcl cohort` and `ehr-hcl embed` first"
-            )
+    """Handle `ehr-hcl fewshot`: run the stage, print mean AUROC by representation and k."""
     from pipeline.fewshot.outputs import summary_table as fewshot_table
 
-    result = fewshot_step(
-        args.cohort,
-        args.labels,
-        args.embeddings,
-        args.metrics,
-        args.plots,
-        args.params,
-        not args.quiet,
-        args.ks,
-    )
+    a = args
+    result = fewshot_step(a.cohort, a.labels, a.embeddings, a.metrics, a.plots, a.params, not a.quiet, a.ks)
     print(fewshot_table(result))
     return result
 
@@ -464,11 +516,16 @@ def cmd_run(args) -> None:
     truth = ws.truth if args.source == "synthetic" else None
     source_name = args.source if args.source != "mimic-iv" else f"mimic-iv:{Path(args.input).name}"
     fewshot_results: dict[str, dict] = {}
+    population_step(ws.events, cohort_files, ws.pretraining, params)
+    features_step(ws.population, ws.events, ws.pretraining_features, params, progress)
+    pretrain_step(ws.pretraining_features, ws.population, ws.pretrained_models, params)
     for path in cohort_files:
         name = path.stem
         cohort_step(path, ws.events, ws.cohort(name))
-        features_step(ws.labels(name), ws.events, ws.features(name), params, progress)
-        embed_step(ws.features(name), ws.labels(name), ws.embeddings(name), ws.models(name), params)
+        features_step(ws.labels(name), ws.events, ws.features(name), params, progress, fitted=ws.pretraining_features)
+        embed_step(
+            ws.features(name), ws.labels(name), ws.embeddings(name), ws.models(name), params, ws.pretrained_models
+        )
         predict_step(
             experiment_name(ws, name),
             ws.labels(name),
@@ -481,15 +538,8 @@ def cmd_run(args) -> None:
             source_name=source_name,
             features=ws.features(name),
         )
-        fewshot_results[name] = fewshot_step(
-            experiment_name(ws, name),
-            ws.labels(name),
-            ws.embeddings(name),
-            ws.fewshot_metrics(name),
-            ws.fewshot_plots(name),
-            params,
-            progress,
-        )
+        fewshot_paths = (ws.labels(name), ws.embeddings(name), ws.fewshot_metrics(name), ws.fewshot_plots(name))
+        fewshot_results[name] = fewshot_step(experiment_name(ws, name), *fewshot_paths, params, progress)
         report_step(name, ws.root, None, params)
     print(summary_table(ws, [p.stem for p in cohort_files], params_path=params))
     from pipeline.fewshot.outputs import summary_table as fewshot_table

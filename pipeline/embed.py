@@ -18,11 +18,12 @@ import shutil
 import time
 from importlib import import_module
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
+from safetensors.numpy import load_file, save_file
 
 from hcl.preprocessing import column_scale
 from pipeline.exceptions import ConfigError, MissingInputError
@@ -52,6 +53,10 @@ class EmbedConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     methods: list[str] = Field(default_factory=lambda: ["hcl", "linear_hcl", "concat", "pca"])
+    fit_on: Literal["pretraining", "cohort"] = Field(
+        "pretraining",
+        description="fit each method once on the pretraining population, or on each cohort's train rows",
+    )
     seed: int = 0
     hcl: dict[str, Any] = Field(default_factory=dict)
     linear_hcl: dict[str, Any] = Field(default_factory=dict)
@@ -216,31 +221,85 @@ def block_r2(X: dict[str, np.ndarray], blocks: dict[str, np.ndarray], train: np.
     return table
 
 
-def _save_model(estimator, folder: Path) -> None:
-    """Write the fitted estimator to ``folder/model`` with its own ``save`` (no pickles)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    estimator.save(folder / "model")
+PREPROCESSING_FILE = "preprocessing.json"
+SCALER_FILE = "scaler.safetensors"
 
 
-def embed(
-    features_dir: Path,
-    labels_path: Path,
-    output_dir: Path,
-    models_dir: Path,
-    config: EmbedConfig,
-    params_source: str = "params.yaml",
-) -> dict:
-    """Fit every method of ``config.methods`` on train rows and write embeddings for all rows."""
-    features_dir, labels_path = Path(features_dir), Path(labels_path)
+def save_preprocessing(
+    folder: Path, X_kept: dict[str, np.ndarray], train: np.ndarray, dropped: dict[str, str]
+) -> dict[str, np.ndarray]:
+    """Fit the per-column standardisation on the train rows, save it with the modality choice, return X scaled.
+
+    ``preprocessing.json`` lists the modalities kept (in order) and those dropped with why;
+    ``scaler.safetensors`` holds ``<modality>/mean`` and ``<modality>/scale``. Applied unchanged to every
+    cohort by :func:`load_preprocessing`.
+    """
+    arrays, X = {}, {}
+    for name, values in X_kept.items():
+        rows = values[train]
+        mean, scale = column_scale(rows[~np.isnan(rows).any(axis=1)])
+        arrays[f"{name}/mean"], arrays[f"{name}/scale"] = np.asarray(mean), np.asarray(scale)
+        X[name] = (values - mean) / scale
+    write_json(
+        {"modalities": list(X_kept), "columns": {m: int(v.shape[1]) for m, v in X_kept.items()}, "dropped": dropped},
+        folder / PREPROCESSING_FILE,
+    )
+    save_file(arrays, str(folder / SCALER_FILE))
+    return X
+
+
+def load_preprocessing(models_dir: Path, X_raw: dict[str, np.ndarray], features_dir: Path) -> dict[str, np.ndarray]:
+    """Standardise a features folder's modalities with the scaler saved beside the fitted models.
+
+    Raises
+    ------
+    MissingInputError
+        The models folder has no preprocessing files (not written by ``ehr-hcl embed``).
+    ConfigError
+        A modality the models need is missing, or has another width (features built with another vocabulary).
+    """
+    meta_path = Path(models_dir) / PREPROCESSING_FILE
+    if not meta_path.is_file():
+        raise MissingInputError(f"{meta_path}: not found; fit the representations first (`ehr-hcl pretrain`)")
+    meta = json.loads(meta_path.read_text())
+    arrays = load_file(str(Path(models_dir) / SCALER_FILE))
+    X = {}
+    for name in meta["modalities"]:
+        if name not in X_raw:
+            raise ConfigError(f"{features_dir}: modality {name!r} missing; the models in {models_dir} need it")
+        if X_raw[name].shape[1] != meta["columns"][name]:
+            raise ConfigError(
+                f"{features_dir}/{name}.parquet: {X_raw[name].shape[1]} columns but the models in {models_dir} "
+                f"were fit on {meta['columns'][name]}; build the features with --fitted data/features/pretraining"
+            )
+        X[name] = (X_raw[name] - arrays[f"{name}/mean"]) / arrays[f"{name}/scale"]
+    return X
+
+
+def _train_rows(labels_path: Path, n_rows: int, features_dir: Path) -> np.ndarray:
+    labels_path = Path(labels_path)
     if not labels_path.exists():
-        raise MissingInputError(f"{labels_path}: not found; run `ehr-hcl cohort` first")
+        raise MissingInputError(f"{labels_path}: not found; run `ehr-hcl cohort` (or `ehr-hcl pretraining`) first")
     labels = pd.read_parquet(labels_path, columns=["split"])
-    X_raw, mask = load_features(features_dir)
-    if len(labels) != len(mask):
+    if len(labels) != n_rows:
         raise MissingInputError(
-            f"{features_dir}: {len(mask)} feature rows but {labels_path} has {len(labels)}; rerun `ehr-hcl features`"
+            f"{features_dir}: {n_rows} feature rows but {labels_path} has {len(labels)}; rerun `ehr-hcl features`"
         )
-    train = (labels["split"] == "train").to_numpy()
+    return (labels["split"] == "train").to_numpy()
+
+
+def fit_models(
+    features_dir: Path, labels_path: Path, models_dir: Path, config: EmbedConfig, params_source: str = "params.yaml"
+) -> dict[str, Any]:
+    """Fit every method of ``config.methods`` on the train rows of a features folder; save them atomically.
+
+    ``models_dir`` gets the preprocessing (modalities kept, scaler) and per method ``<method>/model``
+    (the estimator's own ``save``: JSON config + safetensors, no pickles), ``summary.csv`` and
+    ``variance_explained.csv`` (modality x structure, on the fit rows).
+    """
+    features_dir = Path(features_dir)
+    X_raw, mask = load_features(features_dir)
+    train = _train_rows(labels_path, len(mask), features_dir)
     if train.sum() < 10:
         raise ConfigError(f"{labels_path}: only {int(train.sum())} train rows; need at least 10 to fit representations")
     X_kept, dropped = usable_modalities(X_raw, train)
@@ -250,56 +309,133 @@ def embed(
         raise ConfigError(
             f"{features_dir}: only {sorted(X_kept)} usable; HCL needs at least two modalities (dropped: {dropped})"
         )
-    X = standardise(X_kept, train)
-    complete = train & np.all([~np.isnan(v).any(axis=1) for v in X.values()], axis=0)
-    # absent modality rows at the train mean (0 after standardising), for methods without a mask
-    X_imputed = {m: np.nan_to_num(v, nan=0.0) for m, v in X.items()}
-
+    complete = train & np.all([~np.isnan(v).any(axis=1) for v in X_kept.values()], axis=0)
     summary: dict[str, Any] = {
-        "rows": int(len(labels)),
-        "train_rows": int(train.sum()),
-        "complete_train_rows": int(complete.sum()),
-        "modalities": {m: int(v.shape[1]) for m, v in X.items()},
+        "fit_rows": int(train.sum()),
+        "complete_fit_rows": int(complete.sum()),
+        "modalities": {m: int(v.shape[1]) for m, v in X_kept.items()},
         "dropped_modalities": dropped,
         "methods": {},
     }
-    with atomic_dir(output_dir) as out_tmp, atomic_dir(models_dir) as models_tmp:
+    with atomic_dir(models_dir) as tmp:
+        X = save_preprocessing(tmp, X_kept, train, dropped)
+        # absent modality rows at the train mean (0 after standardising), for methods without a mask
+        X_imputed = {m: np.nan_to_num(v, nan=0.0) for m, v in X.items()}
         for method in config.methods:
             kwargs = getattr(config, method, None) if method in METHODS else None
             estimator = make_estimator(method, kwargs or {}, config.seed, params_source)
-            X_input = X if method in HANDLES_MISSING else X_imputed
-            X_fit = _fit_input(method, X_input, X_imputed, train, complete)
-            checkpoint = _checkpoint_dir(models_dir, method, estimator, X_fit)
+            X_fit = _fit_input(method, X if method in HANDLES_MISSING else X_imputed, X_imputed, train, complete)
+            checkpoint = _checkpoint_dir(Path(models_dir), method, estimator, X_fit)
             if checkpoint is not None:
                 estimator.set_params(checkpoint_dir=str(checkpoint))
             start = time.perf_counter()
-            log.info("embed: fitting %s on %d train rows, modalities %s", method, len(next(iter(X_fit.values()))), list(X))
+            log.info("embed: fitting %s on %d rows, modalities %s", method, len(next(iter(X_fit.values()))), list(X))
             estimator.fit(X_fit)
             if checkpoint is not None:  # finished: the next fit with these inputs starts from scratch
                 estimator.set_params(checkpoint_dir=None)
                 shutil.rmtree(checkpoint, ignore_errors=True)
-            blocks = estimator.transform(X_input)
-            seconds = time.perf_counter() - start
+            folder = tmp / method
+            folder.mkdir()
+            estimator.save(folder / "model")
+            blocks = estimator.transform(X if method in HANDLES_MISSING else X_imputed)
+            _write_model_tables(folder, estimator, X, blocks, train)
+            summary["methods"][method] = {s: int(np.asarray(b).shape[1]) for s, b in blocks.items()}
+            log.info("embed: %s fitted: %d blocks in %.1f s", method, len(blocks), time.perf_counter() - start)
+        write_json(summary, tmp / "fit_summary.json")
+    return summary
+
+
+def _write_model_tables(folder: Path, estimator, X: dict, blocks: dict, rows: np.ndarray) -> None:
+    """Write ``variance_explained.csv`` (model-based, else block R² on ``rows``) and ``summary.csv``."""
+    ve = getattr(estimator, "variance_explained_", None)
+    if not isinstance(ve, pd.DataFrame):
+        ve = block_r2(X, blocks, rows)
+    ve.to_csv(folder / "variance_explained.csv", float_format="%.6g")
+    est_summary = getattr(estimator, "summary", None)
+    if isinstance(est_summary, pd.DataFrame):
+        est_summary.to_csv(folder / "summary.csv", float_format="%.6g")
+
+
+def load_model(method: str, folder: Path):
+    """Load a fitted method saved by :func:`fit_models`."""
+    if method not in METHODS:
+        raise ConfigError(f"{folder}: unknown method {method!r}; choose from {sorted(METHODS)}")
+    module, cls_name = METHODS[method]
+    path = Path(folder) / method / "model"
+    if not path.exists():
+        raise MissingInputError(f"{path}: not found; params `embed.methods` lists {method!r}: refit (`dvc repro`)")
+    return getattr(import_module(module), cls_name).load(path)
+
+
+def embed(
+    features_dir: Path,
+    labels_path: Path,
+    output_dir: Path,
+    models_dir: Path,
+    config: EmbedConfig,
+    params_source: str = "params.yaml",
+    pretrained: Path | None = None,
+) -> dict:
+    """Write every method's embeddings of one cohort's rows.
+
+    With ``config.fit_on == "pretraining"`` the methods fitted once on the pretraining population
+    (``pretrained``, from :func:`fit_models`) are applied unchanged and copied to ``models_dir`` with
+    this cohort's block R²; with ``"cohort"`` they are fitted here on the cohort's train rows.
+    """
+    features_dir = Path(features_dir)
+    X_raw, mask = load_features(features_dir)
+    train = _train_rows(labels_path, len(mask), features_dir)
+    if config.fit_on == "cohort":
+        fitted = fit_models(features_dir, labels_path, models_dir, config, params_source)
+        source = Path(models_dir)
+    elif pretrained is None:
+        raise ConfigError(
+            f"{params_source}: embed.fit_on is 'pretraining' but no --pretrained models folder was given; "
+            "pass --pretrained models/pretraining (from `ehr-hcl pretrain`) or set embed.fit_on: cohort"
+        )
+    else:
+        source, fitted = Path(pretrained), None
+    X = load_preprocessing(source, X_raw, features_dir)
+    X_imputed = {m: np.nan_to_num(v, nan=0.0) for m, v in X.items()}
+    prep = json.loads((source / PREPROCESSING_FILE).read_text())
+    summary: dict[str, Any] = {
+        "rows": int(len(mask)),
+        "train_rows": int(train.sum()),
+        "fit_on": config.fit_on,
+        "modalities": {m: int(v.shape[1]) for m, v in X.items()},
+        "dropped_modalities": prep["dropped"],
+        "methods": {},
+    }
+    with atomic_dir(output_dir) as out_tmp:
+        copies = {}
+        for method in config.methods:
+            estimator = load_model(method, source)
+            blocks = estimator.transform(X if method in HANDLES_MISSING else X_imputed)
             frame = block_frame(blocks)
             if not np.isfinite(frame.to_numpy()).all():
                 raise RuntimeError(f"{method} produced non-finite embeddings")
             frame.to_parquet(out_tmp / f"{method}.parquet", index=False, compression="zstd")
-            folder = models_tmp / method
-            _save_model(estimator, folder)
-            ve = getattr(estimator, "variance_explained_", None)
-            if not isinstance(ve, pd.DataFrame):
-                ve = block_r2(X, blocks, train)
-            ve.to_csv(folder / "variance_explained.csv", float_format="%.6g")
-            est_summary = getattr(estimator, "summary", None)
-            if isinstance(est_summary, pd.DataFrame):
-                est_summary.to_csv(folder / "summary.csv", float_format="%.6g")
+            copies[method] = (estimator, blocks)
             summary["methods"][method] = {
                 "structures": {s: int(np.asarray(b).shape[1]) for s, b in blocks.items()},
                 "columns": int(frame.shape[1]),
             }  # no timings here: reruns must be byte-identical
-            log.info("embed: %s -> %d blocks, %d columns in %.1f s", method, len(blocks), frame.shape[1], seconds)
+            log.info("embed: %s -> %d blocks, %d columns", method, len(blocks), frame.shape[1])
         write_json(summary, out_tmp / "embed_summary.json")
+        if fitted is None:
+            _copy_models(source, Path(models_dir), copies, X, train)
     return summary
+
+
+def _copy_models(source: Path, models_dir: Path, fitted: dict, X: dict, train: np.ndarray) -> None:
+    """Copy the pretrained models into the cohort's models folder, with this cohort's block R² on train rows."""
+    with atomic_dir(models_dir) as tmp:
+        for name in (PREPROCESSING_FILE, SCALER_FILE, "fit_summary.json"):
+            shutil.copy2(source / name, tmp / name)
+        for method, (_estimator, blocks) in fitted.items():
+            shutil.copytree(source / method, tmp / method)
+            block_r2(X, blocks, train).to_csv(tmp / method / "cohort_block_r2.csv", float_format="%.6g")
+        write_json({"fit_on": "pretraining", "models": source.as_posix()}, tmp / "fitted_on.json")
 
 
 def _checkpoint_dir(models_dir: Path, method: str, estimator, X_fit: dict[str, np.ndarray]) -> Path | None:

@@ -16,12 +16,20 @@ from pipeline.exceptions import ConfigError
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
+#: the folder name the pretraining population's features and models use; no cohort may take it
+PRETRAINING = "pretraining"
+
+
 def check_name(name: str, what: str = "cohort name") -> str:
     """Reject names that could escape the project folder once used in a path (``../../x``, ``a/b``)."""
     if not _SAFE_NAME.match(name) or ".." in name:
         raise ConfigError(
             f"{what} {name!r} is not allowed: use letters, digits, '_', '-' or '.', starting with a letter or "
             "digit (it becomes part of output paths)"
+        )
+    if what == "cohort name" and name == PRETRAINING:
+        raise ConfigError(
+            f"cohort name {name!r} is reserved for the pretraining population's folders; rename the cohort YAML"
         )
     return name
 
@@ -105,6 +113,26 @@ class Workspace:
     def report(self, name: str) -> Path:
         """Return the HTML report of cohort ``name``."""
         return self.root / "reports" / f"{check_name(name)}.html"
+
+    @property
+    def pretraining(self) -> Path:
+        """The pretraining population folder (``data/pretraining``)."""
+        return self.root / "data" / PRETRAINING
+
+    @property
+    def population(self) -> Path:
+        """The pretraining population's rows (``data/pretraining/population.parquet``)."""
+        return self.pretraining / "population.parquet"
+
+    @property
+    def pretraining_features(self) -> Path:
+        """The pretraining population's features, whose fitted state every cohort applies."""
+        return self.root / "data" / "features" / PRETRAINING
+
+    @property
+    def pretrained_models(self) -> Path:
+        """The representations fitted once on the pretraining population (``models/pretraining``)."""
+        return self.root / "models" / PRETRAINING
 
     @property
     def truth(self) -> Path:

@@ -93,9 +93,9 @@ def compute_labels(
     CohortError
         No row is left after the criteria (the message carries the attrition table), or the label has one class.
     """
-    key = _key_events(events)
+    key = key_events(events)
     stays, att = candidate_stays(key)
-    df = _stay_table(key, stays)
+    df = stay_table(key, stays)
     df = discharge_after_admission(df, att)
     df = _with_age_and_death(df)
     df = population_criteria(df, att, spec.population)
@@ -121,7 +121,7 @@ def _suffix(prefix: str) -> pl.Expr:
     return pl.col("code").str.strip_prefix(prefix + "//")
 
 
-def _key_events(events: pl.LazyFrame) -> pl.DataFrame:
+def key_events(events: pl.LazyFrame) -> pl.DataFrame:
     """Collect the admission, discharge, birth, death, gender and insurance events (all a cohort needs)."""
     return (
         events.select("subject_id", "time", "code", "hadm_id")
@@ -156,7 +156,7 @@ def candidate_stays(key: pl.DataFrame) -> tuple[pl.DataFrame, Attrition]:
     return stays, att
 
 
-def _stay_table(key: pl.DataFrame, stays: pl.DataFrame) -> pl.DataFrame:
+def stay_table(key: pl.DataFrame, stays: pl.DataFrame) -> pl.DataFrame:
     """One row per stay with its discharge, the subject's birth, death and sex, and the stay's insurance."""
     linked = pl.col("hadm_id").is_not_null()
     disch = (

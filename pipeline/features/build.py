@@ -22,6 +22,7 @@ from pipeline.cohort.labels import cohort_spec_path, read_cohort_spec, read_labe
 from pipeline.events import read_events
 from pipeline.exceptions import CohortError
 from pipeline.features.codes import ModalityMatrix, aggregate_codes, build_codes
+from pipeline.features.fitted import read_fitted, write_fitted
 from pipeline.features.labs import LAB_STATS, aggregate_labs, build_labs
 from pipeline.features.medications import aggregate_medications, build_medications
 from pipeline.features.notes import build_notes
@@ -217,6 +218,7 @@ def build_features(
     config: FeaturesConfig,
     progress: bool = True,
     *,
+    fitted_dir: Path | None = None,
     _model: Any = None,
 ) -> dict:
     """Build every configured modality for the labels' rows and write them atomically.
@@ -233,6 +235,9 @@ def build_features(
     config : FeaturesConfig
     progress : bool
         Progress bar for note embedding.
+    fitted_dir : Path, optional
+        A features folder whose ``fitted.json`` (vocabularies, lab items and standardisation, the note
+        encoder) is applied unchanged, e.g. the pretraining population's; None fits them on the train rows.
 
     Returns
     -------
@@ -242,6 +247,7 @@ def build_features(
     """
     t_start = _time.perf_counter()
     labels, rows, train_rows, lookback = _label_rows(labels_path, config)
+    fitted = read_fitted(fitted_dir, config) if fitted_dir is not None else None
     n_rows = labels.height
     events = read_events(events_dir, columns=_EVENT_COLUMNS)
     subjects = rows["subject_id"].unique().implode()
@@ -253,10 +259,13 @@ def build_features(
         prefixes = FAMILY_PREFIX[modality]
         family = pl.any_horizontal([pl.col("code").str.starts_with(p) for p in prefixes])
         scoped = events.filter(family & pl.col("subject_id").is_in(subjects))
+        state = fitted["modalities"][modality] if fitted is not None else None
         if modality == "notes":
-            results[modality], n_untimed = _notes_modality(scoped, rows, train_rows, config, progress, _model)
+            results[modality], n_untimed = _notes_modality(
+                scoped, rows, train_rows, config, progress, _model, state
+            )
         else:
-            results[modality], n_untimed = _tabular_modality(modality, scoped, rows, train_rows, config)
+            results[modality], n_untimed = _tabular_modality(modality, scoped, rows, train_rows, config, state)
         results[modality].run["n_events_without_time_excluded"] = int(n_untimed)
         if n_untimed:
             logger.warning(
@@ -274,7 +283,8 @@ def build_features(
             timings[modality],
         )
 
-    summary = _write_features(output_dir, labels, results, timings, config, train_rows, lookback)
+    fitted_on = fitted["fitted_on"] if fitted is not None else {"rows": int(train_rows.sum()), "source": "train rows"}
+    summary = _write_features(output_dir, labels, results, timings, config, train_rows, lookback, fitted_on)
     summary["seconds"] = round(_time.perf_counter() - t_start, 3)
     summary["output_dir"] = str(output_dir)
     return summary
@@ -323,6 +333,7 @@ def _notes_modality(
     config: FeaturesConfig,
     progress: bool,
     model: Any,
+    state: dict[str, Any] | None = None,
 ) -> tuple[ModalityMatrix, int]:
     """Build the notes matrix from the labelled subjects' NOTE events; also return how many had no time."""
     note_events = scoped.select("subject_id", "time", "text_value").collect()
@@ -337,12 +348,18 @@ def _notes_modality(
         config.cache_dir,
         progress,
         model=model,
+        state=state,
     )
     return matrix, n_untimed
 
 
 def _tabular_modality(
-    modality: str, scoped: pl.LazyFrame, rows: pl.DataFrame, train_rows: np.ndarray, config: FeaturesConfig
+    modality: str,
+    scoped: pl.LazyFrame,
+    rows: pl.DataFrame,
+    train_rows: np.ndarray,
+    config: FeaturesConfig,
+    state: dict[str, Any] | None = None,
 ) -> tuple[ModalityMatrix, int]:
     """Build the codes, labs or medications matrix; also return how many of its events had no time."""
     cols = [pl.col("subject_id"), pl.col("time"), pl.col("code")]
@@ -357,7 +374,7 @@ def _tabular_modality(
     }[modality]
     agg = _window_aggregate(rows, family_events, aggregate, getattr(config, modality), config.join_batch_rows)
     del family_events
-    return builder(agg, rows.height, train_rows, getattr(config, modality)), n_untimed
+    return builder(agg, rows.height, train_rows, getattr(config, modality), state), n_untimed
 
 
 def _write_features(
@@ -368,6 +385,7 @@ def _write_features(
     config: FeaturesConfig,
     train_rows: np.ndarray,
     lookback: float | None,
+    fitted_on: dict[str, Any],
 ) -> dict[str, Any]:
     """Write the modality matrices, mask, provenance and vocabulary atomically; return the stage summary."""
     n_rows = labels.height
@@ -382,6 +400,7 @@ def _write_features(
         "n_train_rows": int(train_rows.sum()),
         "lookback_days": lookback,
         "config": config.model_dump(),
+        "fitted_on": fitted_on,
         "modalities": {},
     }
     mask_cols: dict[str, pl.Series] = {}
@@ -413,4 +432,6 @@ def _write_features(
         write_parquet(pl.DataFrame(list(mask_cols.values())), tmp / "mask.parquet")
         write_parquet(pl.DataFrame(prov_cols), tmp / "provenance.parquet")
         write_json(vocabulary, tmp / "vocabulary.json")
+        write_fitted(tmp, results, config, fitted_on)
+    summary["fitted_on"] = fitted_on
     return summary

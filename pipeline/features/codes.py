@@ -40,6 +40,9 @@ class ModalityMatrix:
         Train-split aggregates for ``vocabulary.json`` (never row-level data, never note text).
     run : dict
         Facts about this run (cache hits, rates) for the stage summary; not part of what was fitted.
+    state : dict or None
+        What was fitted (vocabulary, standardisation, encoder), full precision, to apply unchanged to other
+        rows (``fitted.json``); None for the all-absent placeholder.
     """
 
     values: np.ndarray
@@ -48,6 +51,7 @@ class ModalityMatrix:
     max_time: pl.Series
     info: dict[str, Any] = field(default_factory=dict)
     run: dict[str, Any] = field(default_factory=dict)
+    state: dict[str, Any] | None = None
 
     @property
     def available(self) -> np.ndarray:
@@ -99,6 +103,7 @@ def empty_modality(name: str, n_rows: int, reason: str) -> ModalityMatrix:
         n_events=np.zeros(n_rows, dtype=np.int64),
         max_time=pl.Series("max_time", [None] * n_rows, dtype=pl.Datetime("us")),
         info={"absent": True, "reason": reason},
+        state={"absent": True, "reason": reason},
     )
 
 
@@ -154,22 +159,17 @@ def n_train_candidates(agg: pl.DataFrame, train_rows: np.ndarray) -> int:
     return int(_train_only(agg, train_rows)["token"].n_unique())
 
 
-def tfidf_transform(counts: np.ndarray, doc_freq: np.ndarray, n_train: int) -> tuple[np.ndarray, np.ndarray]:
-    """Smoothed TF-IDF (``idf = ln((1 + n) / (1 + df)) + 1``, as scikit-learn), rows L2-normalised.
+def tfidf_idf(doc_freq: np.ndarray, n_train: int) -> np.ndarray:
+    """Smoothed IDF, ``ln((1 + n) / (1 + df)) + 1`` as scikit-learn, from train-row document frequencies."""
+    return (np.log((1.0 + n_train) / (1.0 + doc_freq.astype(np.float64))) + 1.0).astype(np.float32)
 
-    Parameters
-    ----------
-    counts : ndarray of shape (n_rows, n_tokens)
-    doc_freq : ndarray of shape (n_tokens,)
-        Train-row document frequencies.
-    n_train : int
-        Number of train rows.
-    """
-    idf = (np.log((1.0 + n_train) / (1.0 + doc_freq.astype(np.float64))) + 1.0).astype(np.float32)
+
+def apply_tfidf(counts: np.ndarray, idf: np.ndarray) -> np.ndarray:
+    """Weight counts by ``idf`` and L2-normalise the rows (zero rows stay zero)."""
     weighted = counts * idf[None, :]
     norms = np.linalg.norm(weighted, axis=1, keepdims=True)
     np.divide(weighted, norms, out=weighted, where=norms > 0)
-    return weighted.astype(np.float32), idf
+    return weighted.astype(np.float32)
 
 
 def rollup_expr(code: pl.Expr) -> pl.Expr:
@@ -208,7 +208,42 @@ def aggregate_codes(windowed: pl.LazyFrame, config: Any) -> pl.LazyFrame:
     return aggregate_tokens(windowed, code_token(config))
 
 
-def build_codes(agg: pl.DataFrame, n_rows: int, train_rows: np.ndarray, config: Any) -> ModalityMatrix:
+def fit_codes(agg: pl.DataFrame, train_rows: np.ndarray, config: Any) -> dict[str, Any]:
+    """Fit the codes vocabulary (and IDF weights) on the train rows.
+
+    Returns
+    -------
+    dict
+        The fitted state :func:`build_codes` applies: ``tokens``, ``df`` (train rows per token), ``n_train``,
+        ``n_train_candidate_tokens``, ``idf`` (None unless ``weighting`` is tfidf); or ``absent`` and ``reason``.
+    """
+    vocab = fit_vocabulary(agg, train_rows, config.min_count, config.max_width)
+    if vocab.height == 0:
+        return {"absent": True, "reason": f"no code reaches min_count={config.min_count} in train rows"}
+    n_train = int(train_rows.sum())
+    idf = None
+    if config.weighting == "tfidf":
+        idf = tfidf_idf(vocab["df"].to_numpy(), n_train).tolist()
+    return {
+        "tokens": vocab["token"].to_list(),
+        "df": vocab["df"].to_list(),
+        "n_train": n_train,
+        "n_train_candidate_tokens": n_train_candidates(agg, train_rows),
+        "idf": idf,
+    }
+
+
+def vocabulary_frame(state: dict[str, Any]) -> pl.DataFrame:
+    """Return the fitted vocabulary as a frame with columns token, df, col (for :func:`count_matrix`)."""
+    return pl.DataFrame(
+        {"token": state["tokens"], "df": state["df"], "col": np.arange(len(state["tokens"]), dtype=np.uint32)},
+        schema={"token": pl.String, "df": pl.UInt32, "col": pl.UInt32},
+    )
+
+
+def build_codes(
+    agg: pl.DataFrame, n_rows: int, train_rows: np.ndarray, config: Any, state: dict[str, Any] | None = None
+) -> ModalityMatrix:
     """Codes features.
 
     Parameters
@@ -220,20 +255,24 @@ def build_codes(agg: pl.DataFrame, n_rows: int, train_rows: np.ndarray, config: 
     train_rows : ndarray of shape (n_rows,), bool
     config : CodesConfig
         ``weighting`` (counts|tfidf), ``min_count``, ``max_width``, ``icd_rollup``.
+    state : dict, optional
+        A state from :func:`fit_codes` (e.g. fitted on the pretraining population), applied unchanged;
+        None fits one on ``train_rows``.
     """
-    vocab = fit_vocabulary(agg, train_rows, config.min_count, config.max_width)
-    if vocab.height == 0:
-        return empty_modality("codes", n_rows, f"no code reaches min_count={config.min_count} in train rows")
+    if state is None:
+        state = fit_codes(agg, train_rows, config)
+    if state.get("absent"):
+        return empty_modality("codes", n_rows, state["reason"])
+    vocab = vocabulary_frame(state)
     values, used = count_matrix(agg, vocab, n_rows)
-    n_train = int(train_rows.sum())
     info: dict[str, Any] = {
         "weighting": config.weighting,
         "icd_rollup": config.icd_rollup,
-        "n_train_candidate_tokens": n_train_candidates(agg, train_rows),
-        "train_document_frequency": dict(zip(vocab["token"].to_list(), vocab["df"].to_list(), strict=True)),
+        "n_train_candidate_tokens": state["n_train_candidate_tokens"],
+        "train_document_frequency": dict(zip(state["tokens"], state["df"], strict=True)),
     }
     if config.weighting == "tfidf":
-        values, idf = tfidf_transform(values, vocab["df"].to_numpy(), n_train)
-        info["idf"] = [round(float(v), 6) for v in idf]
+        values = apply_tfidf(values, np.asarray(state["idf"], dtype=np.float32))
+        info["idf"] = [round(float(v), 6) for v in state["idf"]]
     n_events, max_time = row_provenance(used, n_rows)
-    return ModalityMatrix(values, vocab["token"].to_list(), n_events, max_time, info)
+    return ModalityMatrix(values, state["tokens"], n_events, max_time, info, state=state)

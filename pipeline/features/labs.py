@@ -54,7 +54,51 @@ def aggregate_labs(windowed: pl.LazyFrame, config: Any) -> pl.LazyFrame:
     )
 
 
-def build_labs(agg: pl.DataFrame, n_rows: int, train_rows: np.ndarray, config: Any) -> ModalityMatrix:
+def _stat_matrix(agg: pl.DataFrame, stat: str, n_rows: int, n_items: int) -> np.ndarray:
+    """Dense (n_rows, n_items) float64 values of one statistic, NaN where the row has none (log1p for counts)."""
+    dense = np.full((n_rows, n_items), np.nan, dtype=np.float64)
+    rows = agg["row_idx"].to_numpy().astype(np.int64)
+    cols = agg["col"].to_numpy().astype(np.int64)
+    dense[rows, cols] = agg[stat].to_numpy().astype(np.float64)  # nulls arrive as nan
+    if stat in _LOG_STATS:
+        dense = np.log1p(np.clip(dense, 0.0, None))
+    return dense
+
+
+def fit_labs(agg: pl.DataFrame, train_rows: np.ndarray, config: Any) -> dict[str, Any]:
+    """Choose the lab items and fit each statistic's standardisation on the train rows that have the item.
+
+    Returns
+    -------
+    dict
+        ``items``, ``df`` (train rows with the item), ``mean`` and ``std`` per statistic (lists over items);
+        or ``absent`` and ``reason``.
+    """
+    items = fit_vocabulary(agg, train_rows, config.min_count, config.max_items)
+    if items.height == 0:
+        return {"absent": True, "reason": f"no lab item reaches min_count={config.min_count} in train rows"}
+    agg = agg.join(items.select("token", "col"), on="token", how="inner")
+    state: dict[str, Any] = {"items": items["token"].to_list(), "df": items["df"].to_list(), "mean": {}, "std": {}}
+    for stat in config.stats:
+        train = _stat_matrix(agg, stat, len(train_rows), items.height)[train_rows]
+        with np.errstate(invalid="ignore"):
+            present = np.isfinite(train)
+            n_present = present.sum(axis=0)
+            mean = np.where(n_present > 0, np.nansum(train, axis=0) / np.maximum(n_present, 1), 0.0)
+            var = np.where(
+                n_present > 0,
+                np.nansum((train - mean[None, :]) ** 2, axis=0) / np.maximum(n_present, 1),
+                1.0,
+            )
+        std = np.sqrt(var)
+        state["mean"][stat] = mean.tolist()
+        state["std"][stat] = np.where(std > 1e-12, std, 1.0).tolist()
+    return state
+
+
+def build_labs(
+    agg: pl.DataFrame, n_rows: int, train_rows: np.ndarray, config: Any, state: dict[str, Any] | None = None
+) -> ModalityMatrix:
     """Lab features.
 
     Parameters
@@ -66,43 +110,31 @@ def build_labs(agg: pl.DataFrame, n_rows: int, train_rows: np.ndarray, config: A
     config : LabsConfig
         ``max_items``, ``min_count``, ``stats`` (subset of :data:`LAB_STATS`), ``missing_indicators``,
         ``window_hours`` (only results stored within this many hours before the prediction time; None = all).
+    state : dict, optional
+        A state from :func:`fit_labs`, applied unchanged; None fits one on ``train_rows``.
 
     Returns
     -------
     ModalityMatrix with columns ``<item>__<stat>`` for each item and stat, then ``<item>__missing``.
     """
-    items = fit_vocabulary(agg, train_rows, config.min_count, config.max_items)
-    if items.height == 0:
-        return empty_modality(
-            "labs", n_rows, f"no lab item reaches min_count={config.min_count} in train rows"
-        )
-    agg = agg.join(items.select("token", "col"), on="token", how="inner")
+    if state is None:
+        state = fit_labs(agg, train_rows, config)
+    if state.get("absent"):
+        return empty_modality("labs", n_rows, state["reason"])
+    names = state["items"]
+    items = pl.DataFrame(
+        {"token": names, "col": np.arange(len(names), dtype=np.uint32)},
+        schema={"token": pl.String, "col": pl.UInt32},
+    )
+    agg = agg.join(items, on="token", how="inner")
     used = agg.select("row_idx", "n", "max_time")
-    n_items = items.height
-    rows = agg["row_idx"].to_numpy().astype(np.int64)
-    cols = agg["col"].to_numpy().astype(np.int64)
-    names = items["token"].to_list()
+    n_items = len(names)
     blocks: list[np.ndarray] = []
     col_names: list[str] = []
     stats_info: dict[str, dict[str, list[float]]] = {}
     for stat in config.stats:
-        dense = np.full((n_rows, n_items), np.nan, dtype=np.float64)
-        dense[rows, cols] = agg[stat].to_numpy().astype(np.float64)  # nulls arrive as nan
-        if stat in _LOG_STATS:
-            dense = np.log1p(np.clip(dense, 0.0, None))
-        train = dense[train_rows]
-        with np.errstate(invalid="ignore"):
-            present = np.isfinite(train)
-            n_present = present.sum(axis=0)
-            mean = np.where(n_present > 0, np.nansum(train, axis=0) / np.maximum(n_present, 1), 0.0)
-            var = np.where(
-                n_present > 0,
-                np.nansum((train - mean[None, :]) ** 2, axis=0) / np.maximum(n_present, 1),
-                1.0,
-            )
-        std = np.sqrt(var)
-        std = np.where(std > 1e-12, std, 1.0)
-        standardised = (dense - mean[None, :]) / std[None, :]
+        mean, std = np.asarray(state["mean"][stat]), np.asarray(state["std"][stat])
+        standardised = (_stat_matrix(agg, stat, n_rows, n_items) - mean[None, :]) / std[None, :]
         standardised[~np.isfinite(standardised)] = 0.0
         blocks.append(standardised.astype(np.float32))
         col_names += [f"{name}__{stat}" for name in names]
@@ -112,14 +144,14 @@ def build_labs(agg: pl.DataFrame, n_rows: int, train_rows: np.ndarray, config: A
         }
     if config.missing_indicators:
         missing = np.ones((n_rows, n_items), dtype=np.float32)
-        missing[rows, cols] = 0.0
+        missing[agg["row_idx"].to_numpy().astype(np.int64), agg["col"].to_numpy().astype(np.int64)] = 0.0
         blocks.append(missing)
         col_names += [f"{name}__missing" for name in names]
     n_events, max_time = row_provenance(used, n_rows)
     info = {
         "items": names,
-        "train_rows_with_item": items["df"].to_list(),
+        "train_rows_with_item": state["df"],
         "window_hours": config.window_hours,
         "standardisation": stats_info,
     }
-    return ModalityMatrix(np.concatenate(blocks, axis=1), col_names, n_events, max_time, info)
+    return ModalityMatrix(np.concatenate(blocks, axis=1), col_names, n_events, max_time, info, state=state)

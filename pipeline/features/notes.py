@@ -397,6 +397,22 @@ def embed_notes_by_sentence(
     return out, stats
 
 
+def _mean_per_row(
+    pairs: pl.DataFrame, vectors: np.ndarray, n_texts: int, reachable: pl.Series, n_rows: int
+) -> np.ndarray:
+    """Average the vectors of each row's distinct notes (``vectors`` holds the reachable notes, in order)."""
+    from scipy.sparse import csr_matrix
+
+    local = np.full(n_texts, -1, dtype=np.int64)  # position of each reachable note in `vectors`
+    local[reachable.to_numpy()] = np.arange(reachable.len())
+    uniq = pairs.unique(["row_idx", "note_idx"])
+    rows = uniq["row_idx"].to_numpy().astype(np.int64)
+    cols = local[uniq["note_idx"].to_numpy()]
+    per_row = np.bincount(rows, minlength=n_rows).astype(np.float64)
+    pool = csr_matrix((1.0 / per_row[rows], (rows, cols)), shape=(n_rows, int(reachable.len())))
+    return np.asarray(pool @ vectors.astype(np.float64), dtype=np.float32)
+
+
 def build_notes(
     note_events: pl.DataFrame,
     window: Callable[[pl.DataFrame], pl.DataFrame],
@@ -406,6 +422,7 @@ def build_notes(
     cache_dir: str | Path | None,
     progress: bool = True,
     model: Any = None,
+    state: dict[str, Any] | None = None,
 ) -> ModalityMatrix:
     """Note features.
 
@@ -422,11 +439,15 @@ def build_notes(
     cache_dir : path or None
     progress : bool
     model : optional already loaded sentence-transformers model (tests)
+    state : dict, optional
+        A fitted state (``.state`` of an earlier result) applied unchanged; None fits on ``train_rows``.
 
     Returns
     -------
     ModalityMatrix of shape (n_rows, encoder dim), columns ``note_emb__<k>``.
     """
+    if state is not None and state.get("absent"):  # absent where fitted: absent everywhere, same columns
+        return empty_modality("notes", n_rows, f"absent in the rows the features were fitted on ({state['reason']})")
     blank = pl.col("text_value").is_null() | (pl.col("text_value").str.strip_chars() == "")
     n_blank = int(note_events.select(blank.sum()).item()) if note_events.height else 0
     if n_blank:
@@ -449,11 +470,12 @@ def build_notes(
     info: dict[str, Any] = {"encoder": config.encoder, "n_train_notes": int(train_notes.len())}
     run: dict[str, Any] = {"n_blank_notes_excluded": n_blank}
     if isinstance(encoder, TfidfSVDEncoder):
-        if train_notes.len() < 2:
-            return empty_modality(
-                "notes", n_rows, "fewer than 2 notes visible to train rows: cannot fit TF-IDF"
-            )
-        encoder.prepare(texts_all.gather(train_notes).to_list())
+        if state is None and train_notes.len() < 2:
+            return empty_modality("notes", n_rows, "fewer than 2 notes visible to train rows: cannot fit TF-IDF")
+        if state is not None:  # fitted elsewhere (the pretraining population): applied unchanged
+            encoder.set_state(state["meta"], state["arrays"])
+        else:
+            encoder.prepare(texts_all.gather(train_notes).to_list())
         info["n_fit_notes"] = encoder.n_train_notes_
     texts = texts_all.gather(reachable).to_list()
     try:
@@ -476,21 +498,16 @@ def build_notes(
         key = "n_truncated_notes" if config.chunking == "window" else "n_truncated_sentences"
         run[key] = encoder.n_truncated_
         run["n_chunks"] = encoder.n_chunks_
-    # position of each reachable note in `vectors`
-    local = np.full(int(texts_all.len()), -1, dtype=np.int64)
-    local[reachable.to_numpy()] = np.arange(reachable.len())
-    uniq = pairs.unique(["row_idx", "note_idx"])
-    rows = uniq["row_idx"].to_numpy().astype(np.int64)
-    cols = local[uniq["note_idx"].to_numpy()]
-    from scipy.sparse import csr_matrix
-
-    per_row = np.bincount(rows, minlength=n_rows).astype(np.float64)
-    weights = 1.0 / per_row[rows]
-    pool = csr_matrix((weights, (rows, cols)), shape=(n_rows, len(texts)))
-    values = np.asarray(pool @ vectors.astype(np.float64), dtype=np.float32)
+    values = _mean_per_row(pairs, vectors, int(texts_all.len()), reachable, n_rows)
     n_events, max_time = row_provenance(
         pairs.select("row_idx", pl.lit(1, dtype=pl.Int64).alias("n"), pl.col("time").alias("max_time")),
         n_rows,
     )
     names = [f"note_emb__{k}" for k in range(encoder.dim)]
-    return ModalityMatrix(values, names, n_events, max_time, info, run)
+    matrix = ModalityMatrix(values, names, n_events, max_time, info, run)
+    if isinstance(encoder, TfidfSVDEncoder):
+        meta, arrays = encoder.get_state()
+        matrix.state = {"encoder": "tfidf", "meta": meta, "arrays": arrays}
+    else:
+        matrix.state = {"encoder": "minilm", "encoder_name": encoder.name}
+    return matrix

@@ -258,6 +258,37 @@ class MiniLMEncoder:
         return out.astype(np.float32)
 
 
+class _HashedTfidf:
+    """TF-IDF with a vocabulary known only by term hashes: sublinear tf x idf, rows L2-normalised.
+
+    The same numbers as the fitted ``TfidfVectorizer(sublinear_tf=True, stop_words="english")`` it was saved
+    from, without keeping any word of the notes.
+    """
+
+    def __init__(self, term_hashes: Sequence[str], idf: np.ndarray):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self._index = {h: i for i, h in enumerate(term_hashes)}
+        self._analyzer = TfidfVectorizer(stop_words="english").build_analyzer()
+        self.idf_ = idf
+
+    def transform(self, texts: Sequence[str]):
+        from collections import Counter
+
+        from scipy.sparse import csr_matrix
+        from sklearn.preprocessing import normalize
+
+        rows, cols, counts = [], [], []
+        for r, text in enumerate(texts):
+            for term, n in Counter(self._analyzer(text)).items():
+                col = self._index.get(text_hash(term)[:16])
+                if col is not None:
+                    rows.append(r), cols.append(col), counts.append(n)
+        tf = np.log(np.asarray(counts, dtype=np.float64)) + 1.0
+        matrix = csr_matrix((tf * self.idf_[cols], (rows, cols)), shape=(len(texts), len(self._index)))
+        return normalize(matrix).astype(np.float32)
+
+
 class TfidfSVDEncoder:
     """TF-IDF (sublinear tf, English stop words) followed by truncated SVD, fit on train notes only.
 
@@ -337,8 +368,36 @@ class TfidfSVDEncoder:
         n_comp = min(self.dims, matrix.shape[1] - 1, matrix.shape[0] - 1)
         if n_comp < 1:
             raise ValueError("too few notes or words to fit TF-IDF + SVD")
-        self.svd_ = TruncatedSVD(n_components=n_comp, random_state=self.random_state).fit(matrix)
+        self.components_ = TruncatedSVD(n_components=n_comp, random_state=self.random_state).fit(matrix).components_
         del self._train_texts
+
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Return the fitted encoder as JSON-able metadata and arrays (fitting first if only prepared).
+
+        Returns
+        -------
+        meta : dict
+            ``fingerprint``, ``n_train_notes`` and ``term_hashes``: the TF-IDF vocabulary in column order,
+            each term as its hash, so no word of a note is ever written out.
+        arrays : dict of str to ndarray
+            ``idf`` (n_terms,) and ``components`` (n_components, n_terms) of the SVD.
+        """
+        if not hasattr(self, "components_"):
+            self._fit()
+        meta = {
+            "fingerprint": self.fingerprint_,
+            "n_train_notes": self.n_train_notes_,
+            "term_hashes": [text_hash(t)[:16] for t in self.vectorizer_.get_feature_names_out()],
+        }
+        return meta, {"idf": self.vectorizer_.idf_, "components": self.components_}
+
+    def set_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> TfidfSVDEncoder:
+        """Restore an encoder saved by :meth:`get_state` (no refit: the vocabulary and SVD are reused)."""
+        self.vectorizer_ = _HashedTfidf(meta["term_hashes"], np.asarray(arrays["idf"]))
+        self.components_ = np.asarray(arrays["components"])
+        self.fingerprint_ = meta["fingerprint"]
+        self.n_train_notes_ = meta["n_train_notes"]
+        return self
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts (fitting first if only prepared).
@@ -347,12 +406,12 @@ class TfidfSVDEncoder:
         -------
         ndarray of shape (n_texts, dims), float32, rows L2-normalised (zero rows for texts with no known word)
         """
-        if not hasattr(self, "svd_"):
+        if not hasattr(self, "components_"):
             self._fit()
         out = np.zeros((len(texts), self.dims), dtype=np.float32)
         if not texts:
             return out
-        reduced = self.svd_.transform(self.vectorizer_.transform(list(texts)))
+        reduced = np.asarray(self.vectorizer_.transform(list(texts)) @ self.components_.T)
         out[:, : reduced.shape[1]] = reduced
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         np.divide(out, norms, out=out, where=norms > 0)

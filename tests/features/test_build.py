@@ -355,3 +355,19 @@ def test_events_without_time_are_counted_not_silently_dropped(tmp_path, small_co
     assert summary["modalities"]["medications"]["n_events_without_time_excluded"] == 1
     assert summary["modalities"]["labs"]["n_events_without_time_excluded"] == 0
     assert "no time" in caplog.text
+
+
+def test_tfidf_encoder_saved_by_term_hashes_gives_the_same_vectors():
+    """A TF-IDF encoder restored from fitted.json (hashes, idf, SVD) encodes as the fitted one, keeping no word."""
+    import numpy as np
+
+    from pipeline.features.text_encoders import TfidfSVDEncoder
+
+    train = [f"patient {w} stable after {v} dose of heparin" for w in ("alpha", "beta", "gamma") for v in ("low", "high")]
+    fitted = TfidfSVDEncoder(dims=3, random_state=0).fit(train)
+    meta, arrays = fitted.get_state()
+    assert "heparin" not in str(meta)
+    restored = TfidfSVDEncoder(dims=3).set_state(meta, arrays)
+    texts = ["heparin dose high, patient stable", "unknown words only", "alpha beta alpha heparin"]
+    np.testing.assert_allclose(restored.encode(texts), fitted.encode(texts), rtol=1e-5, atol=1e-6)
+    assert restored.name == fitted.name

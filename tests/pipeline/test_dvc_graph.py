@@ -17,8 +17,8 @@ def _params(stage: str) -> set[str]:
 
 
 def test_hcl_knobs_rerun_embed_and_after_only():
-    assert "embed" in _params("embed")
-    for upstream in ("synth", "ingest", "cohort", "features"):
+    assert "embed" in _params("embed") and "embed" in _params("pretrain")
+    for upstream in ("synth", "ingest", "cohort", "population", "features_pretraining", "features"):
         assert "embed" not in _params(upstream), upstream
     # predict and report depend on embed's outputs, so an embed change reaches them through deps
     assert any("data/embeddings" in d for d in DVC["predict"]["do"]["deps"])
@@ -37,5 +37,19 @@ def test_every_cohort_has_a_yaml_and_every_stage_is_a_cli_command():
     stages = build_parser([])._subparsers._group_actions[0].choices
     for stage in DVC:
         cmd = DVC[stage].get("do", DVC[stage])["cmd"]
-        assert cmd.startswith(f"ehr-hcl {stage} "), cmd
-        assert stage in stages
+        command = stage.split("_")[0]  # features_pretraining runs `ehr-hcl features`
+        assert cmd.startswith(f"ehr-hcl {command} "), cmd
+        assert command in stages
+
+
+def test_representations_are_fit_once_and_cohort_features_use_the_pretraining_vocabulary():
+    assert "--fitted data/features/pretraining" in DVC["features"]["do"]["cmd"]
+    assert "data/features/pretraining" in DVC["features"]["do"]["deps"]
+    assert "--pretrained models/pretraining" in DVC["embed"]["do"]["cmd"]
+    assert "models/pretraining" in DVC["embed"]["do"]["deps"]
+    assert "foreach" not in DVC["pretrain"] and "foreach" not in DVC["features_pretraining"]
+    assert PARAMS["embed"]["fit_on"] == "pretraining"
+    # every representation the library has takes part
+    from pipeline.embed import METHODS
+
+    assert set(PARAMS["embed"]["methods"]) == set(METHODS)

@@ -17,9 +17,11 @@ from pipeline.embed import (
     block_frame,
     block_r2,
     embed,
+    fit_models,
     load_features,
     standardise,
 )
+from pipeline.exceptions import ConfigError
 
 pytest.importorskip("torch")
 
@@ -47,6 +49,7 @@ def embedded(tmp_path_factory):
     deep = {"max_epochs": 2, "embedding_dim": 2, "hidden": [8], "n_threads": 1}
     config = EmbedConfig(
         methods=["hcl", "clip", "pca", "jive", "concat"],
+        fit_on="cohort",
         hcl=deep,
         clip=deep,
         pca={"n_components": 3},
@@ -70,7 +73,8 @@ def test_every_model_loads_back_to_the_embeddings_written(embedded):
     for method in config.methods:
         module, cls_name = METHODS[method]
         folder = root / "models" / method
-        assert {p.name for p in folder.iterdir()} == {"model", "summary.csv", "variance_explained.csv"}
+        assert {p.name for p in folder.iterdir()} <= {"model", "summary.csv", "variance_explained.csv"}
+        assert {"model", "variance_explained.csv"} <= {p.name for p in folder.iterdir()}
         assert {p.name for p in (folder / "model").iterdir()} == {"config.json", "weights.safetensors"}
         model = getattr(import_module(module), cls_name).load(folder / "model")
         frame = pd.read_parquet(root / "emb" / f"{method}.parquet")
@@ -88,3 +92,47 @@ def test_block_r2_is_one_for_a_block_that_is_the_modality():
     table = block_r2({"a": a, "b": b}, {"a_copy": a, "noise": rng.normal(size=(50, 1))}, train)
     assert table.loc["a", "a_copy"] == pytest.approx(1.0)
     assert table.loc["b", "a_copy"] < 0.2 and table.index.name == "modality"
+
+
+def test_pretrained_models_applied_unchanged_equal_a_fit_on_the_same_rows(embedded, tmp_path):
+    """fit_on: pretraining with a population equal to the cohort's train rows gives the same bytes."""
+    root, summary, config = embedded
+    labels = pd.read_parquet(root / "labels.parquet")
+    train = (labels["split"] == "train").to_numpy()
+    population = tmp_path / "features"
+    population.mkdir()
+    for path in (root / "features").iterdir():
+        pd.read_parquet(path)[train].reset_index(drop=True).to_parquet(population / path.name)
+    pd.DataFrame({"split": ["train"] * int(train.sum())}).to_parquet(tmp_path / "population.parquet")
+    pretrained = config.model_copy(update={"fit_on": "pretraining"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit_models(population, tmp_path / "population.parquet", tmp_path / "pre", pretrained)
+        embed(
+            root / "features", root / "labels.parquet", tmp_path / "emb", tmp_path / "models", pretrained,
+            pretrained=tmp_path / "pre",
+        )
+    for method in config.methods:
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(tmp_path / "emb" / f"{method}.parquet"),
+            pd.read_parquet(root / "emb" / f"{method}.parquet"),
+            check_exact=True,
+        )
+        assert (tmp_path / "models" / method / "cohort_block_r2.csv").is_file()
+    assert (tmp_path / "models" / "fitted_on.json").is_file()
+    with pytest.raises(ConfigError, match="--pretrained"):
+        embed(root / "features", root / "labels.parquet", tmp_path / "e2", tmp_path / "m2", pretrained)
+
+
+def test_features_of_another_width_are_refused(embedded, tmp_path):
+    root, _summary, config = embedded
+    other = tmp_path / "features"
+    other.mkdir()
+    for path in (root / "features").iterdir():
+        frame = pd.read_parquet(path)
+        if path.stem == "codes":
+            frame = frame.iloc[:, :-1]
+        frame.to_parquet(other / path.name)
+    with pytest.raises(ConfigError, match="columns"):
+        embed(other, root / "labels.parquet", tmp_path / "e", tmp_path / "m",
+              config.model_copy(update={"fit_on": "pretraining"}), pretrained=root / "models")
