@@ -91,7 +91,7 @@ def _spread(s: dict | None) -> str:
 
 
 def fewshot_rows(metrics: dict, task: str, k: str) -> list[tuple[str, ...]]:
-    """Rows (see :data:`FEWSHOT_COLUMNS`) of one few-shot metrics dict at ``k``, best mean AUROC first."""
+    """Rows (see :data:`FEWSHOT_COLUMNS`) of one few-shot metrics dict at ``k``: per model, best mean AUROC first."""
     rows = []
     for rep, by_model in (metrics.get("results") or {}).items():
         for model, by_k in by_model.items():
@@ -117,7 +117,7 @@ def fewshot_rows(metrics: dict, task: str, k: str) -> list[tuple[str, ...]]:
                     ),
                 )
             )
-    rows.sort(key=lambda t: (t[0], t[1][1], t[1][2]))
+    rows.sort(key=lambda t: (t[1][2], t[0], t[1][1]))  # per model, best mean AUROC first
     return [r for _, r in rows]
 
 
