@@ -276,16 +276,18 @@ def load_preprocessing(models_dir: Path, X_raw: dict[str, np.ndarray], features_
     return X
 
 
-def _train_rows(labels_path: Path, n_rows: int, features_dir: Path) -> np.ndarray:
+def _rows_and_train(labels_path: Path, features_dir: Path) -> tuple[dict[str, np.ndarray], pd.DataFrame, np.ndarray]:
+    """Read the labels (first: the usual missing input), then the features; return X, mask and train rows."""
     labels_path = Path(labels_path)
     if not labels_path.exists():
-        raise MissingInputError(f"{labels_path}: not found; run `ehr-hcl cohort` (or `ehr-hcl pretraining`) first")
+        raise MissingInputError(f"{labels_path}: not found; run `ehr-hcl cohort` (or `ehr-hcl population`) first")
     labels = pd.read_parquet(labels_path, columns=["split"])
-    if len(labels) != n_rows:
+    X_raw, mask = load_features(features_dir)
+    if len(labels) != len(mask):
         raise MissingInputError(
-            f"{features_dir}: {n_rows} feature rows but {labels_path} has {len(labels)}; rerun `ehr-hcl features`"
+            f"{features_dir}: {len(mask)} feature rows but {labels_path} has {len(labels)}; rerun `ehr-hcl features`"
         )
-    return (labels["split"] == "train").to_numpy()
+    return X_raw, mask, (labels["split"] == "train").to_numpy()
 
 
 def fit_models(
@@ -298,8 +300,7 @@ def fit_models(
     ``variance_explained.csv`` (modality x structure, on the fit rows).
     """
     features_dir = Path(features_dir)
-    X_raw, mask = load_features(features_dir)
-    train = _train_rows(labels_path, len(mask), features_dir)
+    X_raw, _mask, train = _rows_and_train(labels_path, features_dir)
     if train.sum() < 10:
         raise ConfigError(f"{labels_path}: only {int(train.sum())} train rows; need at least 10 to fit representations")
     X_kept, dropped = usable_modalities(X_raw, train)
@@ -383,8 +384,7 @@ def embed(
     this cohort's block R²; with ``"cohort"`` they are fitted here on the cohort's train rows.
     """
     features_dir = Path(features_dir)
-    X_raw, mask = load_features(features_dir)
-    train = _train_rows(labels_path, len(mask), features_dir)
+    X_raw, mask, train = _rows_and_train(labels_path, features_dir)
     if config.fit_on == "cohort":
         fitted = fit_models(features_dir, labels_path, models_dir, config, params_source)
         source = Path(models_dir)
