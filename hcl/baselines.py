@@ -258,7 +258,10 @@ class JIVE(_Standardised):
         self.block_scale_ = {m: float(np.linalg.norm(Z[m])) or 1.0 for m in mods}
         Zs = {m: Z[m] / self.block_scale_[m] for m in mods}
         cols = np.cumsum([0] + [Zs[m].shape[1] for m in mods])
-        Xc = np.concatenate([Zs[m] for m in mods], axis=1)
+        # every iterate lies in the column space of the concatenation: iterate on its QR coordinates
+        # (min(n, d) rows instead of n; same singular values and right vectors, so the same loadings)
+        _q, Xc = np.linalg.qr(np.concatenate([Zs[m] for m in mods], axis=1))
+        Zs = {m: Xc[:, cols[k] : cols[k + 1]] for k, m in enumerate(mods)}
         indiv = {m: np.zeros_like(Zs[m]) for m in mods}
         prev = None
         self.n_iter_ = 0
