@@ -167,16 +167,26 @@ class HCLObjective(nn.Module):
         return align
 
     def _decorrelation(self, xs, emb, mask):
-        mods = self.modalities
+        """Linear and nonlinear decorrelation of every modality's blocks, each from one stacked product."""
         dec = xs[0].new_zeros(())
-        for i, m in enumerate(mods):
+        for i, m in enumerate(self.modalities):
             blocks = list(emb[m].values())
-            if len(blocks) >= 2:
-                prio = [len(parse_structure(s, mods)) for s, _a, _b in self.layout[m]]
-                dec = dec + self.decor(blocks, mask[i], priority=prio)
-                if self.nonlinear_decorrelation > 0:
-                    dec = dec + self._nonlinear_decor(m, blocks, prio, mask[i])
+            if len(blocks) < 2:
+                continue
+            widths, prio = self._block_layout(m)
+            H = torch.cat(blocks, dim=1)[mask[i].to(torch.bool)]  # (n_obs, D)
+            if H.shape[0] == 0:
+                continue
+            Hc = H - H.mean(0, keepdim=True)
+            dec = dec + self.decor.stacked(Hc, widths, prio)
+            if self.nonlinear_decorrelation > 0 and H.shape[0] >= 2:
+                dec = dec + self._nonlinear_decor(m, H.detach(), Hc, widths, prio)
         return dec
+
+    def _block_layout(self, m):
+        """Widths and priorities (structure sizes) of modality ``m``'s blocks, in layout order."""
+        layout = self.layout[m]
+        return [b - a for _s, a, b in layout], [len(parse_structure(s, self.modalities)) for s, _a, _b in layout]
 
     def alignment_mask(self, s: str, members, mask: torch.Tensor) -> torch.Tensor:
         """Rows (k, n) that align structure ``s``.
@@ -216,25 +226,50 @@ class HCLObjective(nn.Module):
         ambiguous = torch.isin(bits, sub)
         return mask & ~ambiguous.unsqueeze(0)
 
-    def _nonlinear_decor(self, m, blocks, prio, rows):
+    def _nonlinear_decor(self, m, higher, Hc, widths, prio):
         """Cross-covariance of each block with random Fourier features of every larger structure's block.
 
         Driving it to zero makes a block's conditional mean given a larger structure's block zero, so the
-        block cannot carry nonlinear functions of that structure's factors either.
+        block cannot carry nonlinear functions of that structure's factors either. All blocks' features
+        come from one product with a block-diagonal matrix of frequencies, and all the cross-covariances
+        from one product with the centred blocks ``Hc``; ``higher`` is the blocks detached (no gradient
+        reaches a larger structure through its features).
         """
-        total = blocks[0].new_zeros(())
-        rows = rows.to(torch.bool)
-        for s, hs in enumerate(blocks):
-            higher = hs.detach()[rows]
-            if higher.shape[0] < 2:
-                continue
-            higher = (higher - higher.mean(0)) / (higher.std(0) + 1e-6)
-            w, b = self._rff_params(m, s, hs.shape[1])
-            phi = torch.cos(higher @ w + b)  # (n_obs, D)
-            for t, ht in enumerate(blocks):
-                if prio[t] < prio[s]:
-                    total = total + self.decor([phi, ht[rows]])
-        return total
+        W, bias, keep = self._rff_stack(m, widths, prio)
+        if keep is None:
+            return Hc.new_zeros(())
+        higher = (higher - higher.mean(0)) / (higher.std(0) + 1e-6)
+        phi = torch.cos(higher @ W + bias)  # (n_obs, sum of features)
+        phi = phi - phi.mean(0, keepdim=True)
+        c = phi.T @ Hc / Hc.shape[0]
+        return (keep * c * c).sum()
+
+    def _rff_stack(self, m, widths, prio):
+        """Block-diagonal frequencies (D, P), phases (P,) and the (P, D) mask of the covariances that count.
+
+        Features are drawn only for blocks that have a smaller structure's block to decorrelate.
+        """
+        key = (m, "stack")
+        if key not in self._rff_cache:
+            n_feat = int(self.nonlinear_decorrelation)
+            sources = [s for s in range(len(widths)) if any(pt < prio[s] for pt in prio)]
+            offs = np.cumsum([0, *widths])
+            W = torch.zeros(int(offs[-1]), n_feat * len(sources))
+            keep = torch.zeros(n_feat * len(sources), int(offs[-1]))
+            biases = []
+            for j, s in enumerate(sources):
+                w, b = self._rff_params(m, s, widths[s])
+                W[offs[s] : offs[s + 1], j * n_feat : (j + 1) * n_feat] = w.cpu()
+                biases.append(b.cpu())
+                for t, pt in enumerate(prio):
+                    if pt < prio[s]:
+                        keep[j * n_feat : (j + 1) * n_feat, offs[t] : offs[t + 1]] = 1.0
+            if not sources:
+                self._rff_cache[key] = (None, None, None)
+            else:
+                dev = self.device
+                self._rff_cache[key] = (W.to(dev), torch.cat(biases).to(dev), keep.to(dev))
+        return self._rff_cache[key]
 
     def _rff_params(self, m, s, d):
         key = (m, s)
