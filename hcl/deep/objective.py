@@ -115,10 +115,28 @@ class HCLObjective(nn.Module):
         -------
         dict of str to dict of str to torch.Tensor
         """
-        emb = {}
+        return self._embed(outs)[0]
+
+    def _embed(self, outs, only=None):
+        """Embeddings (as :meth:`embeddings`) and, per modality, all its heads' side by side (or None).
+
+        With ``only`` (a set of structures), just those heads. When a modality's heads have one width
+        they are normalised in one go, through a (n, heads, width) view; the values are those of
+        normalising each head on its own.
+        """
+        emb, full = {}, []
         for m, out in zip(self.modalities, outs, strict=True):
-            emb[m] = {s: soft_normalize(out[:, a:b]) for s, a, b in self.layout[m]}
-        return emb
+            layout = self.layout[m]
+            widths = {b - a for _s, a, b in layout}
+            if only is None and len(widths) == 1 and layout[-1][2] == out.shape[1]:
+                d = widths.pop()
+                e = soft_normalize(out.view(out.shape[0], -1, d)).view(out.shape)
+                emb[m] = {s: e[:, a:b] for s, a, b in layout}
+                full.append(e)
+            else:
+                emb[m] = {s: soft_normalize(out[:, a:b]) for s, a, b in layout if only is None or s in only}
+                full.append(None)
+        return emb, full
 
     def forward(self, net, xs, mask, generator=None, with_penalty=True):
         """Total objective and its alignment part for one batch.
@@ -138,11 +156,11 @@ class HCLObjective(nn.Module):
         total, align : torch.Tensor
             Scalars.
         """
-        emb = self.embeddings(net(xs))
+        emb, full = self._embed(net(xs))
         align = self._alignment(net, xs, mask, emb, generator)
         total = align
         if self.decorrelation > 0:
-            total = total + self.decorrelation * self._decorrelation(xs, emb, mask)
+            total = total + self.decorrelation * self._decorrelation(xs, emb, mask, full)
         if with_penalty and self.group_penalty > 0:
             total = total + self.group_penalty * self.group(self.head_groups(net))
         return total, align
@@ -159,14 +177,14 @@ class HCLObjective(nn.Module):
                 align = align + self.align_loss(z, self.alignment_mask(s, members, mask[idx]))
             elif generator is not None:  # private: two feature-masked views of the same rows
                 if aug is None:
-                    aug = self.augmented_views(net, xs, generator)
+                    aug = self.augmented_views(net, xs, generator, structures=self._private())
                 m = members[0]
                 i = mods.index(m)
                 z = torch.stack([aug[0][m][s], aug[1][m][s]])  # (2, n, dim)
                 align = align + self.align_loss(z, mask[[i, i]])
         return align
 
-    def _decorrelation(self, xs, emb, mask):
+    def _decorrelation(self, xs, emb, mask, full=None):
         """Linear and nonlinear decorrelation of every modality's blocks, each from one stacked product."""
         dec = xs[0].new_zeros(())
         for i, m in enumerate(self.modalities):
@@ -174,7 +192,8 @@ class HCLObjective(nn.Module):
             if len(blocks) < 2:
                 continue
             widths, prio = self._block_layout(m)
-            H = torch.cat(blocks, dim=1)[mask[i].to(torch.bool)]  # (n_obs, D)
+            H = full[i] if full is not None and full[i] is not None else torch.cat(blocks, dim=1)
+            H = H[mask[i].to(torch.bool)]  # (n_obs, D)
             if H.shape[0] == 0:
                 continue
             Hc = H - H.mean(0, keepdim=True)
@@ -230,45 +249,37 @@ class HCLObjective(nn.Module):
         """Cross-covariance of each block with random Fourier features of every larger structure's block.
 
         Driving it to zero makes a block's conditional mean given a larger structure's block zero, so the
-        block cannot carry nonlinear functions of that structure's factors either. All blocks' features
-        come from one product with a block-diagonal matrix of frequencies, and all the cross-covariances
-        from one product with the centred blocks ``Hc``; ``higher`` is the blocks detached (no gradient
-        reaches a larger structure through its features).
+        block cannot carry nonlinear functions of that structure's factors either. ``higher`` is the
+        blocks side by side, detached (no gradient reaches a larger structure through its features), and
+        ``Hc`` the centred blocks. The blocks of one structure size share their smaller blocks, so their
+        features are decorrelated from those in one product.
         """
-        W, bias, keep = self._rff_stack(m, widths, prio)
-        if keep is None:
-            return Hc.new_zeros(())
         higher = (higher - higher.mean(0)) / (higher.std(0) + 1e-6)
-        phi = torch.cos(higher @ W + bias)  # (n_obs, sum of features)
-        phi = phi - phi.mean(0, keepdim=True)
-        c = phi.T @ Hc / Hc.shape[0]
-        return (keep * c * c).sum()
-
-    def _rff_stack(self, m, widths, prio):
-        """Block-diagonal frequencies (D, P), phases (P,) and the (P, D) mask of the covariances that count.
-
-        Features are drawn only for blocks that have a smaller structure's block to decorrelate.
-        """
-        key = (m, "stack")
-        if key not in self._rff_cache:
-            n_feat = int(self.nonlinear_decorrelation)
-            sources = [s for s in range(len(widths)) if any(pt < prio[s] for pt in prio)]
-            offs = np.cumsum([0, *widths])
-            W = torch.zeros(int(offs[-1]), n_feat * len(sources))
-            keep = torch.zeros(n_feat * len(sources), int(offs[-1]))
-            biases = []
-            for j, s in enumerate(sources):
+        offs = np.cumsum([0, *widths])
+        total = Hc.new_zeros(())
+        for sources, lower in self._rff_groups(m, widths, prio):
+            feats = []
+            for s in sources:
                 w, b = self._rff_params(m, s, widths[s])
-                W[offs[s] : offs[s + 1], j * n_feat : (j + 1) * n_feat] = w.cpu()
-                biases.append(b.cpu())
-                for t, pt in enumerate(prio):
-                    if pt < prio[s]:
-                        keep[j * n_feat : (j + 1) * n_feat, offs[t] : offs[t + 1]] = 1.0
-            if not sources:
-                self._rff_cache[key] = (None, None, None)
-            else:
-                dev = self.device
-                self._rff_cache[key] = (W.to(dev), torch.cat(biases).to(dev), keep.to(dev))
+                feats.append(torch.cos(higher[:, offs[s] : offs[s + 1]] @ w + b))
+            phi = torch.cat(feats, dim=1)  # (n_obs, features of the blocks of one structure size)
+            phi = phi - phi.mean(0, keepdim=True)
+            c = phi.T @ Hc[:, lower] / Hc.shape[0]
+            total = total + (c * c).sum()
+        return total
+
+    def _rff_groups(self, m, widths, prio):
+        """Per structure size ``p`` with smaller blocks: its blocks and the columns of the smaller ones."""
+        key = (m, "groups")
+        if key not in self._rff_cache:
+            offs = np.cumsum([0, *widths])
+            groups = []
+            for p in sorted(set(prio), reverse=True):
+                sources = [s for s in range(len(prio)) if prio[s] == p]
+                lower = [c for t in range(len(prio)) if prio[t] < p for c in range(offs[t], offs[t + 1])]
+                if lower:
+                    groups.append((sources, torch.tensor(lower, dtype=torch.long, device=self.device)))
+            self._rff_cache[key] = groups
         return self._rff_cache[key]
 
     def _rff_params(self, m, s, d):
@@ -280,7 +291,12 @@ class HCLObjective(nn.Module):
             self._rff_cache[key] = (w.to(self.device), b.to(self.device))
         return self._rff_cache[key]
 
-    def augmented_views(self, net, xs, generator):
+    def _private(self):
+        if "private" not in self._sub_bits:
+            self._sub_bits["private"] = {s for s in self.candidates if len(parse_structure(s, self.modalities)) == 1}
+        return self._sub_bits["private"]
+
+    def augmented_views(self, net, xs, generator, structures=None):
         """Embeddings of two randomly feature-masked views of the rows (positives of private structures).
 
         Parameters
@@ -289,6 +305,8 @@ class HCLObjective(nn.Module):
         xs : list of torch.Tensor (n, d_m)
         generator : torch.Generator
             Draws the masks.
+        structures : set of str, optional
+            Embed only these structures' heads (default: all).
 
         Returns
         -------
@@ -300,7 +318,7 @@ class HCLObjective(nn.Module):
             for x in xs:
                 keep = torch.rand(x.shape, generator=generator).to(x.device) >= self.private_augment
                 xa.append(x * keep / (1.0 - self.private_augment))
-            views.append(self.embeddings(net(xa)))
+            views.append(self._embed(net(xa), only=structures)[0])
         return views
 
     def head_groups(self, net) -> list[torch.Tensor]:
