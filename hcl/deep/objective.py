@@ -117,24 +117,23 @@ class HCLObjective(nn.Module):
         """
         return self._embed(outs)[0]
 
-    def _embed(self, outs, only=None):
+    def _embed(self, outs):
         """Embeddings (as :meth:`embeddings`) and, per modality, all its heads' side by side (or None).
 
-        With ``only`` (a set of structures), just those heads. When a modality's heads have one width
-        they are normalised in one go, through a (n, heads, width) view; the values are those of
-        normalising each head on its own.
+        When a modality's heads have one width they are normalised in one go, through a (n, heads, width)
+        view; the values are those of normalising each head on its own.
         """
         emb, full = {}, []
         for m, out in zip(self.modalities, outs, strict=True):
             layout = self.layout[m]
             widths = {b - a for _s, a, b in layout}
-            if only is None and len(widths) == 1 and layout[-1][2] == out.shape[1]:
+            if len(widths) == 1 and layout[-1][2] == out.shape[1]:
                 d = widths.pop()
                 e = soft_normalize(out.view(out.shape[0], -1, d)).view(out.shape)
                 emb[m] = {s: e[:, a:b] for s, a, b in layout}
                 full.append(e)
             else:
-                emb[m] = {s: soft_normalize(out[:, a:b]) for s, a, b in layout if only is None or s in only}
+                emb[m] = {s: soft_normalize(out[:, a:b]) for s, a, b in layout}
                 full.append(None)
         return emb, full
 
@@ -318,8 +317,27 @@ class HCLObjective(nn.Module):
             for x in xs:
                 keep = torch.rand(x.shape, generator=generator).to(x.device) >= self.private_augment
                 xa.append(x * keep / (1.0 - self.private_augment))
-            views.append(self._embed(net(xa), only=structures)[0])
+            views.append(self._embed(net(xa))[0] if structures is None else self._heads_of(net, xa, structures))
         return views
+
+    def _heads_of(self, net, xs, structures):
+        """Embeddings of only the heads of ``structures``: dict m -> S -> (n, dim_S).
+
+        Each head is computed from its own rows of the head layer, so the other heads cost nothing.
+        """
+        emb = {}
+        for i, (m, x) in enumerate(zip(self.modalities, xs, strict=True)):
+            wanted = [(s, a, b) for s, a, b in self.layout[m] if s in structures]
+            if not wanted:
+                emb[m] = {}
+                continue
+            h = net.backbones[i](x)
+            head = net.heads[i]
+            emb[m] = {
+                s: soft_normalize(torch.nn.functional.linear(h, head.weight[a:b], head.bias[a:b]))
+                for s, a, b in wanted
+            }
+        return emb
 
     def head_groups(self, net) -> list[torch.Tensor]:
         """One flat parameter tensor per (modality, structure) head, in layout order.
