@@ -134,3 +134,20 @@ def test_factor_analysis_equals_sklearn(n, p, k, max_iter):
     np.testing.assert_allclose(got["mean"], ref.mean_, rtol=1e-12)
     np.testing.assert_allclose(got["loadings"], ref.components_.T, rtol=0, atol=1e-10)
     np.testing.assert_allclose(got["noise"], ref.noise_variance_, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("missing", [0.0, 0.3])
+def test_batched_decorrelation_of_all_modalities_equals_the_pairwise_loops(missing):
+    mods = ["a", "b", "c"]
+    obj = _objective(mods, None, n_feat=16)
+    rng = np.random.default_rng(1)
+    n = 64
+    outs = [torch.tensor(rng.normal(size=(n, 8)), dtype=torch.float32, requires_grad=True) for _ in mods]
+    mask = torch.tensor(rng.random((3, n)) >= missing)
+    emb, full = obj._embed(outs)
+    assert obj._batchable(full, mask)
+    new = obj._decorrelation(outs, emb, mask, full)
+    old = decorrelation_loop(obj, emb, mask)
+    assert torch.allclose(new, old, rtol=1e-5, atol=1e-7)
+    for a, b in zip(_grads(new, outs), _grads(old, outs), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
