@@ -165,6 +165,33 @@ class HCLObjective(nn.Module):
         return total, align
 
     def _alignment(self, net, xs, mask, emb, generator):
+        if not isinstance(self.align_loss, SpectralLoss):
+            return self._alignment_loop(net, xs, mask, emb, generator)
+        # spectral: the structures of one size and dimension in one batched call (privates with the pairs)
+        mods = self.modalities
+        views, masks = {}, {}
+        aug = None
+        for s in self.candidates:
+            members = parse_structure(s, mods)
+            if len(members) >= 2:
+                idx = [mods.index(m) for m in members]
+                key = (len(members), self.candidates[s])
+                views.setdefault(key, []).extend(emb[m][s] for m in members)
+                masks.setdefault(key, []).append(self.alignment_mask(s, members, mask[idx]))
+            elif generator is not None:  # private: two feature-masked views of the same rows
+                if aug is None:
+                    aug = self.augmented_views(net, xs, generator, structures=self._private())
+                m = members[0]
+                i = mods.index(m)
+                views.setdefault((2, self.candidates[s]), []).extend([aug[0][m][s], aug[1][m][s]])
+                masks.setdefault((2, self.candidates[s]), []).append(mask[[i, i]])
+        align = xs[0].new_zeros(())
+        for (k, dim), zs in views.items():
+            z = torch.stack(zs).view(-1, k, *zs[0].shape)  # (structures, k, n, dim)
+            align = align + self.align_loss.batched(z, torch.stack(masks[(k, dim)]))
+        return align
+
+    def _alignment_loop(self, net, xs, mask, emb, generator):
         align = xs[0].new_zeros(())
         mods = self.modalities
         aug = None

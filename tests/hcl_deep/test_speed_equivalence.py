@@ -151,3 +151,38 @@ def test_batched_decorrelation_of_all_modalities_equals_the_pairwise_loops(missi
     assert torch.allclose(new, old, rtol=1e-5, atol=1e-7)
     for a, b in zip(_grads(new, outs), _grads(old, outs), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_batched_spectral_equals_the_sum_of_per_structure_calls(normalize):
+    from hcl.losses import SpectralLoss
+
+    rng = np.random.default_rng(2)
+    loss = SpectralLoss(normalize=normalize)
+    z = torch.tensor(rng.normal(size=(4, 3, 30, 5)), dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor(rng.random((4, 3, 30)) > 0.3)
+    mask[2] = False  # a structure with no valid row adds 0
+    mask[2, 0] = True
+    new = loss.batched(z, mask)
+    old = sum(loss(z[b], mask[b]) for b in range(4))
+    assert torch.allclose(new, old, rtol=1e-12, atol=1e-14)
+    (g_new,) = torch.autograd.grad(new, z, retain_graph=True)
+    (g_old,) = torch.autograd.grad(old, z)
+    assert torch.isfinite(g_new).all()
+    np.testing.assert_allclose(g_new.numpy(), g_old.numpy(), rtol=1e-10, atol=1e-14)
+
+
+def test_batched_alignment_equals_the_loop_of_structures():
+    mods = ["a", "b", "c"]
+    obj = _objective(mods, None, n_feat=0)
+    torch.manual_seed(0)
+    from hcl.deep.network import HeadNetwork
+
+    net = HeadNetwork([6, 5, 4], (), [[2] * 4] * 3)
+    rng = np.random.default_rng(4)
+    xs = [torch.tensor(rng.normal(size=(50, d)), dtype=torch.float32) for d in (6, 5, 4)]
+    mask = torch.tensor(rng.random((3, 50)) > 0.25)
+    emb = obj.embeddings(net(xs))
+    new = obj._alignment(net, xs, mask, emb, torch.Generator().manual_seed(1))
+    old = obj._alignment_loop(net, xs, mask, emb, torch.Generator().manual_seed(1))
+    assert torch.allclose(new, old, rtol=1e-5, atol=1e-6)
