@@ -84,7 +84,9 @@ def fusion_times(est, X) -> tuple[float, float, float]:
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ref = FactorAnalysis(dim, svd_method="lapack", random_state=0, max_iter=deep._FUSION_MAX_ITER).fit(H)
+            ref = FactorAnalysis(
+                dim, svd_method="lapack", random_state=0, max_iter=deep._FUSION_MAX_ITER
+            ).fit(H)
         theirs += time.perf_counter() - t0
         gap = max(gap, float(np.abs(fa["loadings"] - ref.components_.T).max()))
         gap = max(gap, float(np.abs(fa["noise"] - ref.noise_variance_).max()))

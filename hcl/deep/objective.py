@@ -299,7 +299,9 @@ class HCLObjective(nn.Module):
     def _block_layout(self, m):
         """Widths and priorities (structure sizes) of modality ``m``'s blocks, in layout order."""
         layout = self.layout[m]
-        return [b - a for _s, a, b in layout], [len(parse_structure(s, self.modalities)) for s, _a, _b in layout]
+        return [b - a for _s, a, b in layout], [
+            len(parse_structure(s, self.modalities)) for s, _a, _b in layout
+        ]
 
     def alignment_mask(self, s: str, members, mask: torch.Tensor) -> torch.Tensor:
         """Rows (k, n) that align structure ``s``.
@@ -387,7 +389,9 @@ class HCLObjective(nn.Module):
 
     def _private(self):
         if "private" not in self._sub_bits:
-            self._sub_bits["private"] = {s for s in self.candidates if len(parse_structure(s, self.modalities)) == 1}
+            self._sub_bits["private"] = {
+                s for s in self.candidates if len(parse_structure(s, self.modalities)) == 1
+            }
         return self._sub_bits["private"]
 
     def augmented_views(self, net, xs, generator, structures=None):
@@ -412,7 +416,9 @@ class HCLObjective(nn.Module):
             for x in xs:
                 keep = torch.rand(x.shape, generator=generator).to(x.device) >= self.private_augment
                 xa.append(x * keep / (1.0 - self.private_augment))
-            views.append(self._embed(net(xa))[0] if structures is None else self._heads_of(net, xa, structures))
+            views.append(
+                self._embed(net(xa))[0] if structures is None else self._heads_of(net, xa, structures)
+            )
         return views
 
     def _heads_of(self, net, xs, structures):

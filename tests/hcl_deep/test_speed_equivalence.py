@@ -76,9 +76,18 @@ def _objective(modalities, dims, n_feat, upward=0.5):
                 off += candidates[s]
         layout[m] = entries
     return HCLObjective(
-        modalities, candidates, layout, loss="spectral", temperature=0.1, decorrelation=1.0,
-        nonlinear_decorrelation=n_feat, decorrelation_upward=upward, group_penalty=0.0,
-        private_augment=0.2, strict_missing=True, seed=5,
+        modalities,
+        candidates,
+        layout,
+        loss="spectral",
+        temperature=0.1,
+        decorrelation=1.0,
+        nonlinear_decorrelation=n_feat,
+        decorrelation_upward=upward,
+        group_penalty=0.0,
+        private_augment=0.2,
+        strict_missing=True,
+        seed=5,
     )
 
 
@@ -120,15 +129,21 @@ def test_objective_decorrelation_equals_the_pairwise_loops():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize(("n", "p", "k", "max_iter"), [(3000, 24, 8, 10_000), (400, 16, 4, 10_000), (800, 12, 3, 4)])
+@pytest.mark.parametrize(
+    ("n", "p", "k", "max_iter"), [(3000, 24, 8, 10_000), (400, 16, 4, 10_000), (800, 12, 3, 4)]
+)
 def test_factor_analysis_equals_sklearn(n, p, k, max_iter):
     from sklearn.decomposition import FactorAnalysis
 
     rng = np.random.default_rng(n)
-    X = np.tanh(rng.normal(size=(n, k)) @ rng.normal(size=(k, p))) + rng.normal(size=(n, p)) * rng.uniform(0.1, 1, p)
+    X = np.tanh(rng.normal(size=(n, k)) @ rng.normal(size=(k, p))) + rng.normal(size=(n, p)) * rng.uniform(
+        0.1, 1, p
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ref = FactorAnalysis(n_components=k, svd_method="lapack", random_state=0, max_iter=max_iter).fit(X + 2.0)
+        ref = FactorAnalysis(n_components=k, svd_method="lapack", random_state=0, max_iter=max_iter).fit(
+            X + 2.0
+        )
     got = factor_analysis(X + 2.0, k, max_iter)
     assert got["n_iter"] == ref.n_iter_
     np.testing.assert_allclose(got["mean"], ref.mean_, rtol=1e-12)
