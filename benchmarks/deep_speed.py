@@ -61,7 +61,10 @@ def fit(X, threads, **kw):
 
 
 def fusion_times(est, X) -> tuple[float, float, float]:
-    """Seconds of the fusion models now and with scikit-learn's FactorAnalysis, and their largest gap."""
+    """Seconds of the fusion models now and with scikit-learn's FactorAnalysis, and their largest gap.
+
+    On the heads of every trained shared structure (the fit keeps only some of them).
+    """
     from sklearn.decomposition import FactorAnalysis
 
     from hcl import deep
@@ -72,7 +75,7 @@ def fusion_times(est, X) -> tuple[float, float, float]:
     heads, observed = est._head_outputs(xs), mask.cpu().numpy()
     mods = est.modalities_
     ours = theirs = gap = 0.0
-    for s, dim in est.structure_.items():
+    for s, dim in est.candidates_.items():  # every trained shared structure, kept or not
         members = parse_structure(s, mods)
         if len(members) < 2:
             continue
