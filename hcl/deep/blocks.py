@@ -21,7 +21,7 @@ import numpy as np
 from hcl.exceptions import ConvergenceWarning
 from hcl.structures import parse_structure
 
-__all__ = ["BlockModels"]
+__all__ = ["BlockModels", "factor_analysis"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,8 @@ class BlockModels:
     def fit_fusion(self, heads, observed: np.ndarray, max_iter: int) -> None:
         """Per kept shared structure, a factor model of its member heads (on the rows that have them all).
 
+        The model is :func:`factor_analysis`, i.e. scikit-learn's ``FactorAnalysis(svd_method="lapack")``.
+
         Parameters
         ----------
         heads : dict of str to dict of str to ndarray (n, dim_S)
@@ -61,9 +63,6 @@ class BlockModels:
         max_iter : int
             EM iterations of the factor model.
         """
-        from sklearn.decomposition import FactorAnalysis
-        from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
-
         self.fusion = {}
         mods = self.modalities
         for s, dim in self.structure.items():
@@ -76,11 +75,8 @@ class BlockModels:
                 logger.info("HCL fusion: %s has %d complete rows; its heads are averaged", s, rows.sum())
                 continue
             # sklearn's 1000 EM iterations fell short on a demo's codes+notes (it needed 1056, 0.7 s)
-            fa = FactorAnalysis(n_components=dim, svd_method="lapack", random_state=0, max_iter=max_iter)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", SklearnConvergenceWarning)  # said below, naming the structure
-                fa.fit(H)
-            if fa.n_iter_ >= max_iter:
+            fa = factor_analysis(H, dim, max_iter)
+            if fa["n_iter"] >= max_iter:
                 warnings.warn(
                     f"HCL fusion: the factor model of {s} did not converge in {max_iter} EM "
                     "iterations; its block is the last iterate",
@@ -88,9 +84,9 @@ class BlockModels:
                     stacklevel=4,
                 )
             self.fusion[s] = {
-                "mean": fa.mean_,
-                "loadings": fa.components_.T.copy(),  # (sum of member dims, dim)
-                "noise": np.maximum(fa.noise_variance_, 1e-6 * float(np.var(H, axis=0).mean()) + 1e-12),
+                "mean": fa["mean"],
+                "loadings": fa["loadings"],  # (sum of member dims, dim)
+                "noise": np.maximum(fa["noise"], 1e-6 * float(np.var(H, axis=0).mean()) + 1e-12),
             }
 
     def shared_blocks(self, heads, observed: np.ndarray) -> dict[str, np.ndarray]:
@@ -246,3 +242,60 @@ class BlockModels:
             else:
                 out[s] = self.combine(s, members, heads, observed)
         return out
+
+
+_SMALL = 1e-12  # scikit-learn's FactorAnalysis floor on the noise variances
+
+
+def factor_analysis(X: np.ndarray, n_components: int, max_iter: int, tol: float = 1e-2) -> dict:
+    """Maximum-likelihood factor analysis by scikit-learn's EM, run on the sample covariance.
+
+    Gives the model of ``sklearn.decomposition.FactorAnalysis(n_components, tol=tol,
+    svd_method="lapack", max_iter=max_iter)`` (same iterations, same stopping rule, same signs) up to
+    rounding. Each EM step of scikit-learn needs only the leading eigenpairs of the scaled covariance
+    ``diag(psi)^-1/2 S diag(psi)^-1/2``, which it takes from an SVD of the (n, p) data; here they come from
+    an eigendecomposition of the (p, p) matrix, so a step costs O(p^3) instead of O(n p^2). The last step
+    is redone with scikit-learn's SVD of the data so the loadings have its signs.
+
+    Parameters
+    ----------
+    X : ndarray (n, p)
+    n_components : int
+    max_iter : int
+        EM iterations at most.
+    tol : float, default 1e-2
+        Stop when the log-likelihood gains less than this.
+
+    Returns
+    -------
+    dict
+        ``mean`` (p,), ``loadings`` (p, n_components), ``noise`` (p,) and ``n_iter``.
+    """
+    from scipy import linalg
+
+    X = np.asarray(X, dtype=np.float64)
+    n, p = X.shape
+    k = int(n_components)
+    mean = X.mean(axis=0)
+    Xc = X - mean
+    var = np.var(Xc, axis=0)
+    cov = Xc.T @ Xc / n
+    llconst = p * np.log(2.0 * np.pi) + k
+    psi = np.ones(p)
+    old_ll = -np.inf
+    n_iter = 0
+    for n_iter in range(1, int(max_iter) + 1):  # noqa: B007 (the count is returned)
+        sqrt_psi = np.sqrt(psi) + _SMALL
+        evals, evecs = np.linalg.eigh(cov / np.outer(sqrt_psi, sqrt_psi))
+        evals = np.maximum(evals[::-1], 0.0)  # descending: the squared singular values of the scaled data
+        W = np.sqrt(np.maximum(evals[:k] - 1.0, 0.0))[:, None] * evecs[:, ::-1][:, :k].T * sqrt_psi
+        ll = llconst + np.sum(np.log(evals[:k])) + evals[k:].sum() + np.sum(np.log(psi))
+        ll *= -n / 2.0
+        if ll - old_ll < tol:
+            break
+        old_ll = ll
+        psi = np.maximum(var - np.sum(W**2, axis=0), _SMALL)
+    # the last step's loadings again, from scikit-learn's SVD of the data (its signs)
+    _u, sv, vt = linalg.svd(Xc / (sqrt_psi * np.sqrt(n)), full_matrices=False, check_finite=False)
+    W = np.sqrt(np.maximum(sv[:k] ** 2 - 1.0, 0.0))[:, None] * vt[:k] * sqrt_psi
+    return {"mean": mean, "loadings": W.T.copy(), "noise": psi, "n_iter": n_iter}

@@ -115,10 +115,27 @@ class HCLObjective(nn.Module):
         -------
         dict of str to dict of str to torch.Tensor
         """
-        emb = {}
+        return self._embed(outs)[0]
+
+    def _embed(self, outs):
+        """Embeddings (as :meth:`embeddings`) and, per modality, all its heads' side by side (or None).
+
+        When a modality's heads have one width they are normalised in one go, through a (n, heads, width)
+        view; the values are those of normalising each head on its own.
+        """
+        emb, full = {}, []
         for m, out in zip(self.modalities, outs, strict=True):
-            emb[m] = {s: soft_normalize(out[:, a:b]) for s, a, b in self.layout[m]}
-        return emb
+            layout = self.layout[m]
+            widths = {b - a for _s, a, b in layout}
+            if len(widths) == 1 and layout[-1][2] == out.shape[1]:
+                d = widths.pop()
+                e = soft_normalize(out.view(out.shape[0], -1, d)).view(out.shape)
+                emb[m] = {s: e[:, a:b] for s, a, b in layout}
+                full.append(e)
+            else:
+                emb[m] = {s: soft_normalize(out[:, a:b]) for s, a, b in layout}
+                full.append(None)
+        return emb, full
 
     def forward(self, net, xs, mask, generator=None, with_penalty=True):
         """Total objective and its alignment part for one batch.
@@ -138,16 +155,43 @@ class HCLObjective(nn.Module):
         total, align : torch.Tensor
             Scalars.
         """
-        emb = self.embeddings(net(xs))
+        emb, full = self._embed(net(xs))
         align = self._alignment(net, xs, mask, emb, generator)
         total = align
         if self.decorrelation > 0:
-            total = total + self.decorrelation * self._decorrelation(xs, emb, mask)
+            total = total + self.decorrelation * self._decorrelation(xs, emb, mask, full)
         if with_penalty and self.group_penalty > 0:
             total = total + self.group_penalty * self.group(self.head_groups(net))
         return total, align
 
     def _alignment(self, net, xs, mask, emb, generator):
+        if not isinstance(self.align_loss, SpectralLoss):
+            return self._alignment_loop(net, xs, mask, emb, generator)
+        # spectral: the structures of one size and dimension in one batched call (privates with the pairs)
+        mods = self.modalities
+        views, masks = {}, {}
+        aug = None
+        for s in self.candidates:
+            members = parse_structure(s, mods)
+            if len(members) >= 2:
+                idx = [mods.index(m) for m in members]
+                key = (len(members), self.candidates[s])
+                views.setdefault(key, []).extend(emb[m][s] for m in members)
+                masks.setdefault(key, []).append(self.alignment_mask(s, members, mask[idx]))
+            elif generator is not None:  # private: two feature-masked views of the same rows
+                if aug is None:
+                    aug = self.augmented_views(net, xs, generator, structures=self._private())
+                m = members[0]
+                i = mods.index(m)
+                views.setdefault((2, self.candidates[s]), []).extend([aug[0][m][s], aug[1][m][s]])
+                masks.setdefault((2, self.candidates[s]), []).append(mask[[i, i]])
+        align = xs[0].new_zeros(())
+        for (k, dim), zs in views.items():
+            z = torch.stack(zs).view(-1, k, *zs[0].shape)  # (structures, k, n, dim)
+            align = align + self.align_loss.batched(z, torch.stack(masks[(k, dim)]))
+        return align
+
+    def _alignment_loop(self, net, xs, mask, emb, generator):
         align = xs[0].new_zeros(())
         mods = self.modalities
         aug = None
@@ -159,24 +203,105 @@ class HCLObjective(nn.Module):
                 align = align + self.align_loss(z, self.alignment_mask(s, members, mask[idx]))
             elif generator is not None:  # private: two feature-masked views of the same rows
                 if aug is None:
-                    aug = self.augmented_views(net, xs, generator)
+                    aug = self.augmented_views(net, xs, generator, structures=self._private())
                 m = members[0]
                 i = mods.index(m)
                 z = torch.stack([aug[0][m][s], aug[1][m][s]])  # (2, n, dim)
                 align = align + self.align_loss(z, mask[[i, i]])
         return align
 
-    def _decorrelation(self, xs, emb, mask):
-        mods = self.modalities
+    def _decorrelation(self, xs, emb, mask, full=None):
+        """Linear and nonlinear decorrelation of every modality's blocks, each from one stacked product."""
+        if self._batchable(full, mask):
+            return self._batched_decorrelation(torch.stack(full), mask)
         dec = xs[0].new_zeros(())
-        for i, m in enumerate(mods):
+        for i, m in enumerate(self.modalities):
             blocks = list(emb[m].values())
-            if len(blocks) >= 2:
-                prio = [len(parse_structure(s, mods)) for s, _a, _b in self.layout[m]]
-                dec = dec + self.decor(blocks, mask[i], priority=prio)
-                if self.nonlinear_decorrelation > 0:
-                    dec = dec + self._nonlinear_decor(m, blocks, prio, mask[i])
+            if len(blocks) < 2:
+                continue
+            widths, prio = self._block_layout(m)
+            H = full[i] if full is not None and full[i] is not None else torch.cat(blocks, dim=1)
+            H = H[mask[i].to(torch.bool)]  # (n_obs, D)
+            if H.shape[0] == 0:
+                continue
+            Hc = H - H.mean(0, keepdim=True)
+            dec = dec + self.decor.stacked(Hc, widths, prio)
+            if self.nonlinear_decorrelation > 0 and H.shape[0] >= 2:
+                dec = dec + self._nonlinear_decor(m, H.detach(), Hc, widths, prio)
         return dec
+
+    def _batchable(self, full, mask) -> bool:
+        """Whether all modalities' blocks can be decorrelated at once (one layout of equal widths)."""
+        if full is None or any(f is None for f in full):
+            return False
+        key = "batchable"
+        if key not in self._sub_bits:
+            layouts = {tuple(map(tuple, self._block_layout(m))) for m in self.modalities}
+            widths, prio = self._block_layout(self.modalities[0])
+            self._sub_bits[key] = len(layouts) == 1 and len(set(widths)) == 1 and len(prio) >= 2
+        return self._sub_bits[key] and bool(mask.sum(1).min() >= 2)
+
+    def _batched_decorrelation(self, E, mask):
+        """Decorrelate all modalities' blocks with batched products (rows a modality lacks weigh 0).
+
+        Equal to :meth:`_decorrelation`'s loop over modalities (the same sums, in another order).
+
+        Parameters
+        ----------
+        E : torch.Tensor (M, n, D)
+            Every modality's embeddings side by side.
+        mask : torch.Tensor (M, n) bool
+        """
+        widths, prio = self._block_layout(self.modalities[0])
+        w = mask.to(E.dtype).unsqueeze(-1)  # (M, n, 1)
+        cnt = w.sum(1, keepdim=True)  # (M, 1, 1)
+        Hc = (E - (E * w).sum(1, keepdim=True) / cnt) * w
+        C = Hc.transpose(1, 2) @ Hc.detach() / cnt  # gradient through the left factor (see decor.stacked)
+        Cd = C.detach()
+        upper, gain = self.decor._pair_weights(tuple(widths), prio, E)
+        surrogate = (gain * Cd * C).sum()
+        dec = (upper * Cd * Cd).sum() + (surrogate - surrogate.detach())
+        if self.nonlinear_decorrelation <= 0:
+            return dec
+        higher = E.detach()
+        dev = higher - (higher * w).sum(1, keepdim=True) / cnt
+        std = ((dev * w).pow(2).sum(1, keepdim=True) / (cnt - 1)).sqrt()
+        Z = dev / (std + 1e-6)
+        n, d = E.shape[1], widths[0]
+        for cols, lower, W, b in self._batched_rff(widths, prio):
+            S = W.shape[1]
+            z = Z[:, :, cols].reshape(len(self.modalities), n, S, d)
+            phi = torch.cos(torch.einsum("mnsd,msdf->mnsf", z, W).reshape(len(self.modalities), n, -1) + b)
+            phi = (phi - (phi * w).sum(1, keepdim=True) / cnt) * w
+            c = phi.transpose(1, 2) @ Hc[:, :, lower] / cnt
+            dec = dec + (c * c).sum()
+        return dec
+
+    def _batched_rff(self, widths, prio):
+        """Random Fourier features of all modalities, per structure size that has smaller blocks.
+
+        Each entry: its blocks' columns, the smaller blocks' columns, and every modality's frequencies
+        (M, S, d, F) and phases (M, 1, S * F) of its blocks.
+        """
+        key = "batched"
+        if key not in self._rff_cache:
+            groups = []
+            for sources, lower in self._rff_groups(self.modalities[0], widths, prio):
+                offs = np.cumsum([0, *widths])
+                cols = [c for s in sources for c in range(offs[s], offs[s + 1])]
+                params = [[self._rff_params(m, s, widths[s]) for s in sources] for m in self.modalities]
+                W = torch.stack([torch.stack([w for w, _b in ps]) for ps in params])
+                b = torch.stack([torch.cat([b for _w, b in ps]) for ps in params]).unsqueeze(1)
+                groups.append((torch.tensor(cols, dtype=torch.long, device=self.device), lower, W, b))
+            self._rff_cache[key] = groups
+        return self._rff_cache[key]
+
+    def _block_layout(self, m):
+        """Widths and priorities (structure sizes) of modality ``m``'s blocks, in layout order."""
+        layout = self.layout[m]
+        return [b - a for _s, a, b in layout], [
+            len(parse_structure(s, self.modalities)) for s, _a, _b in layout
+        ]
 
     def alignment_mask(self, s: str, members, mask: torch.Tensor) -> torch.Tensor:
         """Rows (k, n) that align structure ``s``.
@@ -216,25 +341,42 @@ class HCLObjective(nn.Module):
         ambiguous = torch.isin(bits, sub)
         return mask & ~ambiguous.unsqueeze(0)
 
-    def _nonlinear_decor(self, m, blocks, prio, rows):
+    def _nonlinear_decor(self, m, higher, Hc, widths, prio):
         """Cross-covariance of each block with random Fourier features of every larger structure's block.
 
         Driving it to zero makes a block's conditional mean given a larger structure's block zero, so the
-        block cannot carry nonlinear functions of that structure's factors either.
+        block cannot carry nonlinear functions of that structure's factors either. ``higher`` is the
+        blocks side by side, detached (no gradient reaches a larger structure through its features), and
+        ``Hc`` the centred blocks. The blocks of one structure size share their smaller blocks, so their
+        features are decorrelated from those in one product.
         """
-        total = blocks[0].new_zeros(())
-        rows = rows.to(torch.bool)
-        for s, hs in enumerate(blocks):
-            higher = hs.detach()[rows]
-            if higher.shape[0] < 2:
-                continue
-            higher = (higher - higher.mean(0)) / (higher.std(0) + 1e-6)
-            w, b = self._rff_params(m, s, hs.shape[1])
-            phi = torch.cos(higher @ w + b)  # (n_obs, D)
-            for t, ht in enumerate(blocks):
-                if prio[t] < prio[s]:
-                    total = total + self.decor([phi, ht[rows]])
+        higher = (higher - higher.mean(0)) / (higher.std(0) + 1e-6)
+        offs = np.cumsum([0, *widths])
+        total = Hc.new_zeros(())
+        for sources, lower in self._rff_groups(m, widths, prio):
+            feats = []
+            for s in sources:
+                w, b = self._rff_params(m, s, widths[s])
+                feats.append(torch.cos(higher[:, offs[s] : offs[s + 1]] @ w + b))
+            phi = torch.cat(feats, dim=1)  # (n_obs, features of the blocks of one structure size)
+            phi = phi - phi.mean(0, keepdim=True)
+            c = phi.T @ Hc[:, lower] / Hc.shape[0]
+            total = total + (c * c).sum()
         return total
+
+    def _rff_groups(self, m, widths, prio):
+        """Per structure size ``p`` with smaller blocks: its blocks and the columns of the smaller ones."""
+        key = (m, "groups")
+        if key not in self._rff_cache:
+            offs = np.cumsum([0, *widths])
+            groups = []
+            for p in sorted(set(prio), reverse=True):
+                sources = [s for s in range(len(prio)) if prio[s] == p]
+                lower = [c for t in range(len(prio)) if prio[t] < p for c in range(offs[t], offs[t + 1])]
+                if lower:
+                    groups.append((sources, torch.tensor(lower, dtype=torch.long, device=self.device)))
+            self._rff_cache[key] = groups
+        return self._rff_cache[key]
 
     def _rff_params(self, m, s, d):
         key = (m, s)
@@ -245,7 +387,14 @@ class HCLObjective(nn.Module):
             self._rff_cache[key] = (w.to(self.device), b.to(self.device))
         return self._rff_cache[key]
 
-    def augmented_views(self, net, xs, generator):
+    def _private(self):
+        if "private" not in self._sub_bits:
+            self._sub_bits["private"] = {
+                s for s in self.candidates if len(parse_structure(s, self.modalities)) == 1
+            }
+        return self._sub_bits["private"]
+
+    def augmented_views(self, net, xs, generator, structures=None):
         """Embeddings of two randomly feature-masked views of the rows (positives of private structures).
 
         Parameters
@@ -254,6 +403,8 @@ class HCLObjective(nn.Module):
         xs : list of torch.Tensor (n, d_m)
         generator : torch.Generator
             Draws the masks.
+        structures : set of str, optional
+            Embed only these structures' heads (default: all).
 
         Returns
         -------
@@ -265,8 +416,29 @@ class HCLObjective(nn.Module):
             for x in xs:
                 keep = torch.rand(x.shape, generator=generator).to(x.device) >= self.private_augment
                 xa.append(x * keep / (1.0 - self.private_augment))
-            views.append(self.embeddings(net(xa)))
+            views.append(
+                self._embed(net(xa))[0] if structures is None else self._heads_of(net, xa, structures)
+            )
         return views
+
+    def _heads_of(self, net, xs, structures):
+        """Embeddings of only the heads of ``structures``: dict m -> S -> (n, dim_S).
+
+        Each head is computed from its own rows of the head layer, so the other heads cost nothing.
+        """
+        emb = {}
+        for i, (m, x) in enumerate(zip(self.modalities, xs, strict=True)):
+            wanted = [(s, a, b) for s, a, b in self.layout[m] if s in structures]
+            if not wanted:
+                emb[m] = {}
+                continue
+            h = net.backbones[i](x)
+            head = net.heads[i]
+            emb[m] = {
+                s: soft_normalize(torch.nn.functional.linear(h, head.weight[a:b], head.bias[a:b]))
+                for s, a, b in wanted
+            }
+        return emb
 
     def head_groups(self, net) -> list[torch.Tensor]:
         """One flat parameter tensor per (modality, structure) head, in layout order.

@@ -58,6 +58,7 @@ class DecorrelationLoss(nn.Module):
         self.center = center
         self.standardize = standardize
         self.eps = float(eps)
+        self._weights_cache: dict = {}
 
     def forward(
         self,
@@ -81,35 +82,72 @@ class DecorrelationLoss(nn.Module):
             )
         if len(blocks) < 2:
             return blocks[0].sum() * 0.0
+        H = torch.cat(blocks, dim=1)  # (n, D): the blocks side by side
         if mask is not None:
             if tuple(mask.shape) != (n,):
                 raise ValidationError(
                     f"DecorrelationLoss: mask must have shape ({n},), got {tuple(mask.shape)}"
                 )
-            blocks = [b[mask.to(torch.bool)] for b in blocks]
-        m = blocks[0].shape[0]
+            H = H[mask.to(torch.bool)]
+        m = H.shape[0]
         if m == 0:
-            return blocks[0].sum() * 0.0
+            return H.sum() * 0.0
         if self.center:
-            blocks = [b - b.mean(0, keepdim=True) for b in blocks]
+            H = H - H.mean(0, keepdim=True)
         if self.standardize:  # cross-correlations instead of cross-covariances
-            blocks = [b / (b.pow(2).mean(0, keepdim=True) + self.eps).sqrt() for b in blocks]
-        total = blocks[0].new_zeros(())
-        for s in range(len(blocks)):
-            for t in range(s + 1, len(blocks)):
-                hs, ht = blocks[s], blocks[t]
-                if priority is not None and priority[s] != priority[t]:
-                    # only the lower-priority block is pushed away from the higher-priority one
-                    if priority[s] > priority[t]:
-                        hs = self._damp(hs)
-                    else:
-                        ht = self._damp(ht)
-                c = hs.T @ ht / m  # (d_s, d_t)
-                total = total + (c * c).sum()
-        return total
+            H = H / (H.pow(2).mean(0, keepdim=True) + self.eps).sqrt()
+        return self.stacked(H, [b.shape[1] for b in blocks], priority)
 
-    def _damp(self, h: torch.Tensor) -> torch.Tensor:
-        """Return ``h`` with its gradient scaled by ``upward`` (0 = detached)."""
-        if self.upward == 0.0:
-            return h.detach()
-        return self.upward * h + (1.0 - self.upward) * h.detach()
+    def stacked(self, H: torch.Tensor, widths: Sequence[int], priority=None) -> torch.Tensor:
+        """Compute the loss of blocks already masked, centred (and standardised) and put side by side.
+
+        All pairs' cross-covariances come from one (D, D) product. The gradient of the cross term of
+        blocks ``s`` and ``t`` that reaches ``s`` is ``2 H_t C_st^T / m`` (``C_st = H_s^T H_t / m``), times
+        ``upward`` when ``s`` has the higher priority; it is taken from ``sum(G * sg(C) * H^T sg(H)) / m``
+        (``sg``: detach; ``G``: those factors per block pair), added as ``x - sg(x)`` to the value of the
+        pairwise sum, which it leaves unchanged.
+
+        Parameters
+        ----------
+        H : torch.Tensor (m, D)
+            The blocks side by side.
+        widths : sequence of int
+            Each block's width (summing to D).
+        priority : sequence of int, optional
+            As in :meth:`forward`.
+
+        Returns
+        -------
+        torch.Tensor
+            Scalar.
+        """
+        m = H.shape[0]
+        C = H.T @ H.detach() / m  # the gradient flows through the left factor only
+        Cd = C.detach()
+        upper, gain = self._pair_weights(tuple(widths), priority, H)
+        value = (upper * Cd * Cd).sum()
+        surrogate = (gain * Cd * C).sum()
+        return value + (surrogate - surrogate.detach())
+
+    def _pair_weights(self, widths, priority, like: torch.Tensor):
+        """(D, D) masks: 1 on the blocks of pairs s < t, and each block pair's gradient factor ``G``."""
+        key = (tuple(widths), None if priority is None else tuple(priority), like.dtype, like.device)
+        cached = self._weights_cache.get(key)
+        if cached is not None:
+            return cached
+        T = len(widths)
+        upper = torch.zeros(T, T, dtype=like.dtype)
+        gain = torch.zeros(T, T, dtype=like.dtype)
+        for s in range(T):
+            for t in range(T):
+                if s == t:
+                    continue
+                upper[s, t] = 1.0 if s < t else 0.0
+                damped = priority is not None and priority[s] > priority[t]
+                gain[s, t] = 2.0 * (self.upward if damped else 1.0)
+        sizes = torch.tensor(widths)
+        cached = tuple(
+            a.repeat_interleave(sizes, 0).repeat_interleave(sizes, 1).to(like.device) for a in (upper, gain)
+        )
+        self._weights_cache[key] = cached
+        return cached

@@ -65,3 +65,37 @@ class SpectralLoss(nn.Module):
         if pos_cnt <= 0 or neg_cnt <= 0:
             return z.sum() * 0.0
         return neg_sum / neg_cnt - pos_sum / pos_cnt
+
+    def batched(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Sum of the losses of ``B`` structures of one size at once (the same sums as :meth:`forward`).
+
+        Parameters
+        ----------
+        z : torch.Tensor (B, k, n, d)
+            Each structure's views.
+        mask : torch.Tensor (B, k, n) bool
+
+        Returns
+        -------
+        torch.Tensor
+            Scalar: the sum over the ``B`` structures of :meth:`forward`.
+        """
+        if self.normalize:
+            z = l2_normalize(z)
+        valid = mask.sum(1, keepdim=True) >= 2  # (B, 1, n)
+        w = (mask & valid).to(z.dtype)  # (B, k, n)
+        zw = z * w.unsqueeze(-1)
+        c = w.sum(1)  # (B, n)
+        n_a = w.sum(2)  # (B, k)
+        row_sum = zw.sum(1)  # (B, n, d)
+        pos_sum = (row_sum * row_sum).sum((1, 2)) - (zw * zw).sum((1, 2, 3))
+        pos_cnt = (c * c - c).sum(1)
+        s = zw.sum(2)  # (B, k, d)
+        tot = s.sum(1)
+        cross_sum = (tot * tot).sum(1) - (s * s).sum((1, 2))
+        cross_cnt = n_a.sum(1) ** 2 - (n_a * n_a).sum(1)
+        neg_sum = cross_sum - pos_sum
+        neg_cnt = cross_cnt - pos_cnt
+        ok = (pos_cnt > 0) & (neg_cnt > 0)
+        loss = neg_sum / neg_cnt.clamp_min(1) - pos_sum / pos_cnt.clamp_min(1)
+        return torch.where(ok, loss, torch.zeros_like(loss)).sum()
