@@ -449,6 +449,13 @@ def confusion(sim, deep, n):
 
 
 # ----------------------------------------------------------------------------------------------- main
+def _pruning_constants():
+    """The permutation rule's fixed settings (in the cache key, so a change to them reruns deep HCL)."""
+    from hcl.deep import pruning
+
+    return [pruning.N_PERMUTATIONS, pruning.MIN_RELATIVE_ALIGNMENT]
+
+
 def _cache_path(args, design, seed, full, ms):
     """File of one (design, seed) result under ``--cache``, named by every setting that changes it."""
     if not args.cache:
@@ -466,6 +473,7 @@ def _cache_path(args, design, seed, full, ms):
             args.strength,
             args.prune,
             args.prune_z,
+            _pruning_constants() if args.prune == "permutation" else None,
         ],
     )
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]

@@ -10,9 +10,16 @@ rows, pair by pair: every pair of its modalities must share its factors, so its 
     The pair's alignment (mean positive minus mean negative cosine similarity) is compared with its
     permutation null, the same statistic with ``b``'s rows shuffled (``N_PERMUTATIONS`` shuffles, seeded
     by the fit's seed): ``z = (alignment - mean_null) / sd_null``. ``S`` is kept when the smallest ``z``
-    over its pairs reaches ``z_threshold``. The null is calibrated per pair and per fit, so the rule does
-    not depend on a block's width, how many of its dimensions carry signal, or the number of held-out
-    rows, which move the raw alignment of a present structure anywhere from 0.1 to 0.9.
+    over its pairs reaches ``z_threshold`` (significance) and, when ``S`` has kept supersets, every pair's
+    residual alignment is at least ``MIN_RELATIVE_ALIGNMENT`` times the alignment of the same two
+    modalities in such a superset (effect size). The null is calibrated per pair and per fit, and the
+    effect size is relative to what the same two modalities reach in the same fit, so neither depends on
+    a block's width, how many of its dimensions carry signal, the noise or the number of held-out rows,
+    which move the raw alignment of a present structure anywhere from 0.1 to 0.9. Significance alone is
+    not enough on large samples: two modalities whose features depend on each other in ways no structure
+    describes (counts of codes and of prescriptions, nonlinear functions of the global factors) align a
+    spare block significantly (z about 5 on the demo) but at a fraction (0.2 to 0.35) of their alignment
+    in the global structure, where present structures reach 0.7 to 1.4.
 ``rule="threshold"``
     The raw weakest-pair alignment (no residualising) must reach a fixed ``threshold`` (the rule of
     earlier versions).
@@ -28,10 +35,12 @@ import torch
 from hcl.losses import SpectralLoss
 from hcl.structures import kind, parse_structure
 
-__all__ = ["N_PERMUTATIONS", "head_norms", "prune"]
+__all__ = ["MIN_RELATIVE_ALIGNMENT", "N_PERMUTATIONS", "head_norms", "prune"]
 
 # Row shuffles per pair for the permutation null.
 N_PERMUTATIONS = 20
+# Smallest ratio of a pair's residual alignment in S to the same pair's alignment in a kept superset of S.
+MIN_RELATIVE_ALIGNMENT = 0.5
 
 
 def head_norms(net, modalities, layout) -> dict[tuple[str, str], float]:
@@ -96,18 +105,19 @@ def _pair_z(za: np.ndarray, zb: np.ndarray, spectral, rng) -> tuple[float, float
     return obs, float((obs - null.mean()) / max(float(null.std(ddof=1)), 1e-6))
 
 
-def _null_test(s, members, mods, emb, mask, kept, spectral, rng) -> tuple[float, float]:
-    """Return the smallest pair z-score of shared structure ``s`` and that pair's residual alignment.
+def _null_test(s, members, mods, emb, mask, kept, spectral, rng) -> tuple[float, float, float]:
+    """Return the smallest pair z-score, residual alignment and relative alignment of structure ``s``.
 
-    Each pair's blocks are residualised on the kept structures that contain ``s``.
+    Each pair's blocks are residualised on the kept structures that contain ``s``; the relative alignment
+    is a pair's residual alignment over the same two modalities' alignment in such a superset.
     """
     supers = [t for t in kept if t != s and set(members) <= set(parse_structure(t, mods))]
-    worst = (np.inf, np.nan)
+    worst_z, worst_align, worst_ratio = np.inf, np.inf, np.inf
     for i, a in enumerate(members):
         for b in members[i + 1 :]:
             rows = (mask[mods.index(a)] & mask[mods.index(b)]).cpu().numpy()
             if rows.sum() < 4:
-                return -np.inf, np.nan
+                return -np.inf, np.nan, np.nan
             za, zb = (
                 _residual(
                     emb[m][s].cpu().numpy()[rows].astype(np.float64),
@@ -116,9 +126,12 @@ def _null_test(s, members, mods, emb, mask, kept, spectral, rng) -> tuple[float,
                 for m in (a, b)
             )
             obs, z = _pair_z(za, zb, spectral, rng)
-            if z < worst[0]:
-                worst = (z, obs)
-    return worst
+            worst_z, worst_align = min(worst_z, z), min(worst_align, obs)
+            for t in supers:  # the same two modalities' alignment in a kept larger structure
+                pair = torch.stack([emb[a][t][torch.as_tensor(rows)], emb[b][t][torch.as_tensor(rows)]])
+                ref = -float(spectral(pair.float()))
+                worst_ratio = min(worst_ratio, obs / ref if ref > 0 else np.inf)
+    return worst_z, worst_align, worst_ratio
 
 
 def prune(
@@ -167,12 +180,12 @@ def prune(
     for s in order:
         members = parse_structure(s, mods)
         gap, weakest = _alignments(members, mods, emb, aug, mask, spectral, s)
-        z, resid_align = np.nan, np.nan
+        z, resid_align, ratio = np.nan, np.nan, np.nan
         if len(members) < 2:
             keep = True
         elif rule == "permutation":
-            z, resid_align = _null_test(s, members, mods, emb, mask, kept, spectral, rng)
-            keep = bool(z >= float(z_threshold))
+            z, resid_align, ratio = _null_test(s, members, mods, emb, mask, kept, spectral, rng)
+            keep = bool(z >= float(z_threshold)) and not ratio < MIN_RELATIVE_ALIGNMENT
         else:
             keep = weakest >= float(threshold)
         if keep:
@@ -188,7 +201,13 @@ def prune(
             }
         )
         if rule == "permutation":
-            rec.update({"weakest_pair_z": float(z), "residual_alignment": float(resid_align)})
+            rec.update(
+                {
+                    "weakest_pair_z": float(z),
+                    "residual_alignment": float(resid_align),
+                    "relative_alignment": float(ratio) if np.isfinite(ratio) else float("nan"),
+                }
+            )
         rec["kept"] = keep
         records[s] = rec
     records = [records[s] for s in candidates]
