@@ -6,7 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from hcl.deep import HCL  # noqa: E402
-from hcl.deep.pruning import _pair_z, _residual  # noqa: E402
+from hcl.deep.pruning import MIN_RELATIVE_ALIGNMENT, _pair_z, _residual  # noqa: E402
 from hcl.losses import SpectralLoss  # noqa: E402
 
 from .conftest import simulate  # noqa: E402
@@ -57,7 +57,9 @@ def test_threshold_rule_is_the_earlier_one_and_permutation_reports_z():
     new = HCL(**FAST).fit(sim.X)
     summ = new.summary.set_index("structure")
     for s in [s for s in new.candidates_ if "+" in s]:
-        assert summ.loc[s, "kept"] == (summ.loc[s, "weakest_pair_z"] >= 4.0)
+        significant = summ.loc[s, "weakest_pair_z"] >= 4.0
+        small = summ.loc[s, "relative_alignment"] < MIN_RELATIVE_ALIGNMENT  # NaN (no kept superset): False
+        assert summ.loc[s, "kept"] == (significant and not small)
     assert summ.loc[[s for s in new.candidates_ if "+" not in s], "kept"].all()
 
 
@@ -69,3 +71,29 @@ def test_prune_parameters_are_validated():
         HCL(**FAST, prune="fixed").fit(X)
     with pytest.raises(ValidationError, match="prune_z"):
         HCL(**FAST, prune_z=-1.0).fit(X)
+
+
+@pytest.mark.parametrize("strength, kept", [(1.0, True), (0.25, False)])
+def test_relative_alignment_gates_significant_but_weak_pairs(strength, kept):
+    """A pair block sharing its own factor is kept when it aligns about as well as the same two
+    modalities do in the kept global block, and pruned when it aligns significantly (z > 4) but at a
+    small fraction of that: a weak dependence no structure describes (issue 14, the demo's codes+medications)."""
+    from hcl.deep.pruning import _null_test
+
+    rng = np.random.default_rng(5)
+    n, mods = 800, ["a", "b", "c"]
+    g, h = rng.normal(size=(n, 2)), rng.normal(size=(n, 2))
+    lg, lh = rng.normal(size=(2, 4)), rng.normal(size=(2, 4))
+    emb = {
+        m: {
+            "a+b+c": torch.as_tensor(g @ lg + 0.5 * rng.normal(size=(n, 4)), dtype=torch.float32),
+            "a+b": torch.as_tensor(strength * h @ lh + 0.5 * rng.normal(size=(n, 4)), dtype=torch.float32),
+        }
+        for m in mods
+    }
+    mask = torch.ones((3, n), dtype=torch.bool)
+    z, _, ratio = _null_test(
+        "a+b", ["a", "b"], mods, emb, mask, {"a+b+c": 4}, SpectralLoss(normalize=True), np.random.default_rng(0)
+    )
+    assert z > 4
+    assert (ratio >= MIN_RELATIVE_ALIGNMENT) == kept
