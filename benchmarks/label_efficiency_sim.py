@@ -12,7 +12,9 @@ Representations
     pca@deep   PCA of the same, as wide as deep HCL's embedding
     linear     hcl.linear.LinearHCL(ranks="auto") blocks
     deep       hcl.HCL blocks with params.yaml's embed.hcl settings (embedding_dim 8, hidden [],
-               decorrelation 3.0, prune_threshold 0.3) and --epochs epochs
+               decorrelation 3.0) and --epochs epochs; structures pruned by --prune: the library's
+               default permutation null (z >= --prune-z), or the fixed weakest-pair alignment 0.3 that
+               params.yaml set before (--prune threshold)
     oracle     the achievable reference: E[z | x] = (I + W' Psi^-1 W)^-1 W' Psi^-1 x with the TRUE loadings
                W and noise Psi (a row's missing modalities are dropped from the sum)
 
@@ -286,7 +288,7 @@ def _concat(X, mods):
     return np.hstack([X[m] for m in mods])
 
 
-def fit_representations(sim, Xt, epochs, seed, want_downstream=True, embedding_dim=8):
+def fit_representations(sim, Xt, epochs, seed, want_downstream=True, embedding_dim=8, prune=None):
     """Fit every representation on the simulator's rows; return {name: (train, test)}, blocks, deep model."""
     from sklearn.decomposition import PCA
 
@@ -304,6 +306,7 @@ def fit_representations(sim, Xt, epochs, seed, want_downstream=True, embedding_d
             hidden=[],
             decorrelation=3.0,
             prune_threshold=0.3,
+            **(prune or {}),
             max_epochs=epochs,
             random_state=seed,
             verbose=False,
@@ -424,6 +427,7 @@ def confusion(sim, deep, n):
     det = detectable(sim, n)
     summ = deep.summary
     align = dict(zip(summ["structure"], summ["weakest_pair_alignment"], strict=True))
+    zs = dict(zip(summ["structure"], summ.get("weakest_pair_z", [float("nan")] * len(summ)), strict=True))
     rows = []
     for s in list(deep.candidates_) + [
         s for s in getattr(deep, "dropped_structures_", []) if s not in deep.candidates_
@@ -436,6 +440,7 @@ def confusion(sim, deep, n):
                 kind=structure_kind(s, sim.modalities),
                 above=det.get(s, False),
                 align=float(align.get(s, float("nan"))),
+                z=float(zs.get(s, float("nan"))),
             )
         )
     ok = all(r["kept"] for r in rows if r["present"] and (r["above"] or r["kind"] == "global"))
@@ -444,6 +449,13 @@ def confusion(sim, deep, n):
 
 
 # ----------------------------------------------------------------------------------------------- main
+def _pruning_constants():
+    """The permutation rule's fixed settings (in the cache key, so a change to them reruns deep HCL)."""
+    from hcl.deep import pruning
+
+    return [pruning.N_PERMUTATIONS, pruning.MIN_RELATIVE_ALIGNMENT]
+
+
 def _cache_path(args, design, seed, full, ms):
     """File of one (design, seed) result under ``--cache``, named by every setting that changes it."""
     if not args.cache:
@@ -459,6 +471,9 @@ def _cache_path(args, design, seed, full, ms):
             args.epochs,
             args.embedding_dim,
             args.strength,
+            args.prune,
+            args.prune_z,
+            _pruning_constants() if args.prune == "permutation" else None,
         ],
     )
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
@@ -470,7 +485,13 @@ def run_seed(design, args, ms, seed, full):
     t0 = time.perf_counter()
     sim, Xt, yt, eta = simulate(design, args.n, args.n_test if full else 10, seed, args.strength)
     reps, blocks, deep, info = fit_representations(
-        sim, Xt, args.epochs, seed, want_downstream=full, embedding_dim=args.embedding_dim
+        sim,
+        Xt,
+        args.epochs,
+        seed,
+        want_downstream=full,
+        embedding_dim=args.embedding_dim,
+        prune=dict(prune=args.prune, prune_z=args.prune_z),
     )
     recs = []
     if full:
@@ -591,7 +612,14 @@ def report_confusion(name, conf, seed_ok, design=None, n_rows=None):
 
         print(
             "   weakest-pair alignment of shared structures, min / median / max (count) "
-            f"[prune_threshold 0.3]: present above the limit {rng(pa)}; absent {rng(ab)}"
+            f"[fixed rule: 0.3]: present above the limit {rng(pa)}; absent {rng(ab)}"
+        )
+    if "z" in shared and shared["z"].notna().any():
+        pz = shared[shared.present & shared.above]["z"].dropna()
+        az = shared[~shared.present]["z"].dropna()
+        print(
+            "   weakest-pair z against the permutation null (blocks residualised on kept larger structures), "
+            f"min / median / max (count) [prune_z]: present above the limit {rng(pz)}; absent {rng(az)}"
         )
     print(f"   seeds with the whole discovery right: {sum(seed_ok)}/{n}")
     if strict_ok is not None:
@@ -640,6 +668,14 @@ def main() -> None:
     ap.add_argument(
         "--strength", type=float, default=2.5, help="outcome strength (sd of the linear predictor)"
     )
+    ap.add_argument(
+        "--prune",
+        choices=["permutation", "threshold"],
+        default="permutation",
+        help="deep HCL's pruning rule: the library default (permutation null) or the fixed weakest-pair "
+        "alignment 0.3 of the earlier params.yaml",
+    )
+    ap.add_argument("--prune-z", type=float, default=4.0, help="deep HCL prune_z (permutation rule)")
     args = ap.parse_args()
     designs = args.designs or (list(DESIGNS) if args.full else list(QUICK))
     args.seeds = args.seeds if args.seeds is not None else (5 if args.full else 3)
@@ -649,7 +685,8 @@ def main() -> None:
     print(
         f"# n={args.n} unlabelled, test {args.n_test}, m={list(ms)}, seeds {args.seeds} (d,e) / "
         f"{max(args.seeds, args.f_seeds)} (f), deep HCL max_epochs {args.epochs} "
-        f"embedding_dim {args.embedding_dim}, outcome strength {args.strength}"
+        f"embedding_dim {args.embedding_dim}, outcome strength {args.strength}, prune {args.prune}"
+        + (f" (z >= {args.prune_z})" if args.prune == "permutation" else " (alignment >= 0.3)")
     )
     shares, ddiffs, fres, above = {}, [], {}, {}
     t_all = time.perf_counter()

@@ -85,15 +85,26 @@ class HCL(TransformerMixin, HCLEstimator):
         Fraction of rows held out to monitor the objective for early stopping (0 disables it).
     patience : int, default 10
         Epochs without improvement of the validation objective before stopping (best weights kept).
+    prune : {"permutation", "threshold"}, default "permutation"
+        How shared structures (two or more modalities) are kept after training; private structures are
+        always kept (their positives, two views of one row, align even on noise). Every pair of a
+        structure's modalities shares its factors, so its *weakest pair* decides (see
+        :mod:`hcl.deep.pruning`). ``"permutation"``: on the held-out rows, largest structures first, each
+        pair's blocks are residualised on those of the kept structures that contain it, and their
+        alignment must clear its permutation null (one modality's rows shuffled) by ``prune_z`` standard
+        deviations. ``"threshold"``: the raw weakest-pair alignment (mean positive minus mean negative
+        cosine similarity, 0 to 2) must reach ``prune_threshold``; no fixed value fits every data set, as a
+        present structure's alignment moves with its rank, the noise and the rows (0.17 to 0.9 on the
+        simulator). Structures of three or more modalities pruned after the first fit are dropped and the
+        model is fitted again without them (``dropped_structures_``): a block of ``a+b+c`` earns part of
+        its reward when only ``a`` and ``b`` agree, so while trained it can starve a true ``a+b`` block.
+    prune_z : float, default 4.0
+        With ``prune="permutation"``, the z-score against the permutation null that a structure's weakest
+        pair must reach (one-sided; 4 keeps the chance of keeping an absent structure below 1e-4 per pair
+        test, so below about 1% over the 50-odd pair tests of four modalities).
     prune_threshold : float, default 0.3
-        A shared structure (two or more modalities) is kept when the held-out alignment (mean positive
-        minus mean negative cosine similarity of the heads, between 0 and 2; about 0.85 for a supported
-        structure, about 0 for an absent one) of its *weakest pair* of modalities is at least this value:
-        every pair of a structure's modalities shares its factors. Private structures are always kept:
-        their positives are two views of the same row, which align even on noise. Structures of three or
-        more modalities that fail this test after the first fit are dropped and the model is fitted
-        again without them (``dropped_structures_``): a block of ``a+b+c`` earns part of its reward when
-        only ``a`` and ``b`` agree, so while it is trained it can starve a true ``a+b`` block.
+        With ``prune="threshold"``, the weakest-pair alignment a shared structure must reach (0 keeps
+        every structure). Ignored with ``prune="permutation"``.
     fusion : {"factor", "mean"}, default "factor"
         How ``transform`` combines the heads of a structure's modalities into its block. ``"mean"``
         averages them. ``"factor"`` fits, after training, a factor-analysis model per structure on the
@@ -146,13 +157,15 @@ class HCL(TransformerMixin, HCLEstimator):
     summary : pandas.DataFrame
         One row per candidate structure: structure, kind, dim, head norm per modality, relative norm,
         validation alignment (mean positive minus mean negative similarity), the alignment of its weakest
-        pair of modalities, kept. Dropped structures come last, with their first fit's figures.
+        pair of modalities, with ``prune="permutation"`` that pair's z-score against its permutation null
+        (``weakest_pair_z``) and its alignment after residualising on kept larger structures
+        (``residual_alignment``), kept. Dropped structures come last, with their first fit's figures.
     private_ : dict of str to dict
         With ``private="residual"``, per private structure: ``coef`` (least-squares coefficients of the
         modality's standardised inputs on an intercept and its kept shared blocks), ``center`` and
         ``components`` (principal axes of the residual).
     dropped_structures_ : list of str
-        Structures of three or more modalities dropped after the first fit (see ``prune_threshold``).
+        Structures of three or more modalities dropped after the first fit (see ``prune``).
     """
 
     _parameter_constraints: dict = {
@@ -171,6 +184,8 @@ class HCL(TransformerMixin, HCLEstimator):
         "lr": [Interval(Real, 0, None, closed="neither")],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "patience": [_positive_int(), None],
+        "prune": [StrOptions({"permutation", "threshold"})],
+        "prune_z": [Interval(Real, 0, None, closed="left")],
         "prune_threshold": [Interval(Real, 0, 2, closed="both")],
         "fusion": [StrOptions({"factor", "mean"})],
         "private": [StrOptions({"residual", "contrastive"})],
@@ -200,6 +215,8 @@ class HCL(TransformerMixin, HCLEstimator):
         lr=3e-3,
         validation_fraction=0.1,
         patience=10,
+        prune="permutation",
+        prune_z=4.0,
         prune_threshold=0.3,
         fusion="factor",
         private="residual",
@@ -225,6 +242,8 @@ class HCL(TransformerMixin, HCLEstimator):
         self.lr = lr
         self.validation_fraction = validation_fraction
         self.patience = patience
+        self.prune = prune
+        self.prune_z = prune_z
         self.prune_threshold = prune_threshold
         self.fusion = fusion
         self.private = private
@@ -453,7 +472,14 @@ class HCL(TransformerMixin, HCLEstimator):
         self.n_epochs_ = state.epoch
         held_out = val_rows if val_rows is not None else train_rows
         self.structure_, self.summary_records_ = prune(
-            net, objective, held_out[0], held_out[1], self._seed_value, self.prune_threshold
+            net,
+            objective,
+            held_out[0],
+            held_out[1],
+            self._seed_value,
+            self.prune_threshold,
+            rule=self.prune,
+            z_threshold=self.prune_z,
         )
 
     def _epoch_end(self, epoch: int) -> None:

@@ -71,7 +71,7 @@ class CLIP(HCL):
         Every parameter of :class:`~hcl.deep.HCL` except those fixed here: ``structures`` (the global
         one), ``loss="infonce"``, ``decorrelation=0``, ``nonlinear_decorrelation=0``,
         ``decorrelation_upward=0``, ``strict_missing=False``, ``group_penalty=0``,
-        ``private_augment=0.2``, ``prune_threshold=0``, ``fusion="mean"`` (CLIP averages its encoders'
+        ``private_augment=0.2``, ``prune="threshold"`` with ``prune_threshold=0`` (keep), ``fusion="mean"`` (CLIP averages its encoders'
         embeddings) and ``private="contrastive"`` (unused: there are no private structures).
     """
 
@@ -84,6 +84,7 @@ class CLIP(HCL):
         "strict_missing": False,
         "group_penalty": 0.0,
         "private_augment": 0.2,
+        "prune": "threshold",
         "prune_threshold": 0.0,
         "fusion": "mean",
         "private": "contrastive",
@@ -103,11 +104,11 @@ class SharedPrivate(HCL):
     **params
         Every parameter of :class:`~hcl.deep.HCL` except ``structures`` (the global and the private ones)
         and ``strict_missing`` (True; with no partially shared candidates it changes nothing), with
-        ``prune_threshold`` defaulting to 0.
+        ``prune`` defaulting to ``"threshold"`` and ``prune_threshold`` to 0 (keep every structure).
     """
 
     _preset = {"structures": "global+private", "strict_missing": True}
-    _preset_defaults = {"prune_threshold": 0.0}
+    _preset_defaults = {"prune": "threshold", "prune_threshold": 0.0}
 
     def _resolve_structures(self, modalities):
         names = all_structures(modalities)

@@ -190,7 +190,7 @@ def test_fusion_that_does_not_converge_warns_naming_the_structure(small_sim, mon
 
     monkeypatch.setattr(hcl.deep, "_FUSION_MAX_ITER", 2)
     with pytest.warns(ConvergenceWarning, match=r"factor model of a\+b did not converge in 2 EM"):
-        HCL(**{**FAST, "prune_threshold": 0.0}).fit(small_sim.X)
+        HCL(**{**FAST, "prune": "threshold", "prune_threshold": 0.0}).fit(small_sim.X)
 
 
 @pytest.mark.parametrize("extra", [{"loss": "infonce", "temperature": 0.2}, {"hidden": ()}, {"hidden": 8}])
