@@ -11,7 +11,7 @@ export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo demo-mimic test test-all bench bench-replicates lint ui clean help
+.PHONY: install demo demo-mimic test test-all bench bench-replicates bench-fewshot lint ui clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -49,6 +49,9 @@ bench: install  ## benchmarks that print figures and ratios (small sizes; see ea
 
 bench-replicates: install  ## the synthetic demo on generator seeds 0-4: representations vs baselines beyond one draw (~20 min)
 	$(BIN)/python benchmarks/demo_replicates.py
+
+bench-fewshot: install  ## the full k-shot protocol on generator seeds 0-4, with the issue-14 target checks (~50 min)
+	$(BIN)/python benchmarks/fewshot_replicates.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -33,7 +33,6 @@ import pandas as pd
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = ("logistic", "group_lasso", "hgb", "mlp")
 
 
 def run_seed(seed: int, workdir: Path) -> None:
@@ -71,6 +70,7 @@ def report(runs: dict[int, dict[str, dict]]) -> None:
         per_seed = {s: r[task] for s, r in runs.items() if task in r}
         first = next(iter(per_seed.values()))
         reps, baselines = list(first["results"]), list(first["baselines"])
+        MODELS = list(next(iter(first["results"].values())))  # noqa: N806 (params predict.models)
         print(f"\n{task}: held_out AUROC per seed ({' / '.join(MODELS)})")
         for seed, m in per_seed.items():
             cells = " | ".join(
