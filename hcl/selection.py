@@ -253,11 +253,14 @@ class _GroupLassoBase(HCLEstimator):
         The empty model is a constant: on few rows its validation log-loss is within noise of a weak
         signal's, so the one-standard-error rule (and at times the minimum) picks it and the classifier
         falls to chance, where a lightly penalised fit still ranks the rows. A penalty that zeroes every
-        group is therefore chosen only when every penalty on the grid does.
+        group is therefore chosen only when it has the lowest mean CV log-loss of all (the rows prefer a
+        constant: an outcome unrelated to every block), or when every penalty on the grid zeroes them all.
         """
         mean = cv_loss.mean(axis=0)
         se = cv_loss.std(axis=0, ddof=1) / np.sqrt(cv_loss.shape[0])
-        cand = np.where(keeps)[0] if np.any(keeps) else np.arange(len(mean))
+        if not np.any(keeps) or not keeps[int(np.argmin(mean))]:
+            return int(np.argmin(mean))
+        cand = np.where(keeps)[0]
         best = int(cand[np.argmin(mean[cand])])
         if self.selection_rule == "1se":
             return int(cand[mean[cand] <= mean[best] + se[best]].min())  # largest such penalty
@@ -381,8 +384,8 @@ class GroupLassoClassifier(ClassifierMixin, _GroupLassoBase):
         Stratified folds (on the training rows given to ``fit`` only).
     selection_rule : {"1se", "min"}, default "1se"
         Penalty with the lowest mean CV log-loss (``"min"``), or the largest within one standard error of
-        it (``"1se"``, sparser). Either rule chooses among the penalties whose fit keeps at least one group:
-        the empty model (a constant) is returned only when every penalty on the grid gives it. On few rows
+        it (``"1se"``, sparser). Either rule chooses among the penalties whose fit keeps at least one group,
+        unless the empty model (a constant) has the lowest CV log-loss of all. On few rows
         its log-loss is within noise of a weak signal's, and choosing it brought the classifier to chance
         where a lightly penalised fit still ranks the rows (issue 14, target (e)).
     adaptive : bool, default True

@@ -268,6 +268,7 @@ class _HashedTfidf:
     def __init__(self, term_hashes: Sequence[str], idf: np.ndarray):
         from sklearn.feature_extraction.text import TfidfVectorizer
 
+        self.term_hashes = list(term_hashes)
         self._index = {h: i for i, h in enumerate(term_hashes)}
         self._analyzer = TfidfVectorizer(stop_words="english").build_analyzer()
         self.idf_ = idf
@@ -387,7 +388,11 @@ class TfidfSVDEncoder:
         meta = {
             "fingerprint": self.fingerprint_,
             "n_train_notes": self.n_train_notes_,
-            "term_hashes": [text_hash(t)[:16] for t in self.vectorizer_.get_feature_names_out()],
+            "term_hashes": (
+                self.vectorizer_.term_hashes
+                if isinstance(self.vectorizer_, _HashedTfidf)
+                else [text_hash(t)[:16] for t in self.vectorizer_.get_feature_names_out()]
+            ),
         }
         return meta, {"idf": self.vectorizer_.idf_, "components": self.components_}
 

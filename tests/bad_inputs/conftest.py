@@ -22,6 +22,7 @@ features:
   modalities: [codes, labs, medications]
 embed:
   methods: [pca]
+  fit_on: cohort     # these cases fit on the cohort's train rows (no pretraining population here)
   pca:
     n_components: 4
 """

@@ -400,7 +400,7 @@ CASES = [
     Case(
         "params-unknown-hcl-parameter",
         "embed",
-        params("embed", {"methods": ["hcl"], "hcl": {"embeding_dim": 4}}),
+        params("embed", {"methods": ["hcl"], "fit_on": "cohort", "hcl": {"embeding_dim": 4}}),
         ["params.yaml", "embed.hcl.embeding_dim", "embedding_dim"],
         ["emb", "models"],
     ),
@@ -414,7 +414,7 @@ CASES = [
     Case(
         "params-linear-hcl-rank-too-large",
         "embed",
-        params("embed", {"methods": ["linear_hcl"], "linear_hcl": {"ranks": 100000}}),
+        params("embed", {"methods": ["linear_hcl"], "fit_on": "cohort", "linear_hcl": {"ranks": 100000}}),
         ["rank 100000", "codes", "lower ranks"],
         ["emb", "models"],
     ),

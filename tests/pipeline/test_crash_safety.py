@@ -72,7 +72,7 @@ def test_killed_embed_leaves_previous_output_and_rerun_matches(pipeline_runs, tm
         "embed", "--features", str(ws / f"data/features/{cohort}"),
         "--labels", str(ws / f"data/cohorts/{cohort}/labels.parquet"),
         "--output", str(tmp_path / "emb"), "--models", str(tmp_path / "models"),
-        "--params", str(pipeline_runs.params),
+        "--pretrained", str(ws / "models/pretraining"), "--params", str(pipeline_runs.params),
     ]
     reference = _snapshot(ws / f"data/embeddings/{cohort}")
     _run(*args)
