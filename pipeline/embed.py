@@ -383,10 +383,10 @@ def embed(
     (``pretrained``, from :func:`fit_models`) are applied unchanged and copied to ``models_dir`` with
     this cohort's block R²; with ``"cohort"`` they are fitted here on the cohort's train rows.
     """
-    for method in config.methods:  # an unknown method or parameter is said before any work
-        make_estimator(method, getattr(config, method, None) or {}, config.seed, params_source)
     features_dir = Path(features_dir)
     X_raw, mask, train = _rows_and_train(labels_path, features_dir)
+    for method in config.methods:  # an unknown method or parameter is said before any fit or transform
+        make_estimator(method, getattr(config, method, None) or {}, config.seed, params_source)
     if config.fit_on == "cohort":
         fitted = fit_models(features_dir, labels_path, models_dir, config, params_source)
         source = Path(models_dir)
