@@ -234,21 +234,23 @@ def detectable(sim, n):
     return out
 
 
+def _truth(design, seed):
+    """A 10-row draw of ``design`` at ``seed``: the simulator draws every loading first, so the truth is the
+    same as at any n."""
+    from hcl.simulate import hierarchical
+
+    return hierarchical(
+        10, design.dims, design.ranks, noise=design.noise, random_state=seed, loading_scale=design.loading_scale
+    )
+
+
 def member_above(design, seed, n):
     """Stricter rule, per structure: in EVERY member modality m, each component of the true block A_{m,S}
     has s^2 / noise >= PRUNE_SNR * sqrt(d_m / n) (each modality alone carries the structure above its limit).
     """
     from hcl.linear.em import PRUNE_SNR
-    from hcl.simulate import hierarchical
 
-    sim = hierarchical(
-        10,
-        design.dims,
-        design.ranks,
-        noise=design.noise,
-        random_state=seed,
-        loading_scale=design.loading_scale,
-    )
+    sim = _truth(design, seed)
     out = {}
     for s in sim.structure:
         ok = True
@@ -266,16 +268,7 @@ def outcome_above(design, seed, n):
     The simulator draws all loadings before anything else, so a 10-row draw with the same seed has the
     same truth.
     """
-    from hcl.simulate import hierarchical
-
-    sim = hierarchical(
-        10,
-        design.dims,
-        design.ranks,
-        noise=design.noise,
-        random_state=seed,
-        loading_scale=design.loading_scale,
-    )
+    sim = _truth(design, seed)
     det = detectable(sim, n)
     return all(det["+".join(parse_structure(s, sim.modalities))] for s in design.outcome)
 
