@@ -103,14 +103,18 @@ def usable_modalities(X: dict[str, np.ndarray], train: np.ndarray) -> tuple[dict
     return kept, dropped
 
 
-def standardise(X: dict[str, np.ndarray], train: np.ndarray) -> dict[str, np.ndarray]:
-    """Centre and scale each column with train-row statistics; constant columns are dropped to zero."""
+def column_scales(X: dict[str, np.ndarray], train: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each modality's column mean and scale over its train rows where it is present."""
     out = {}
     for name, values in X.items():
         rows = values[train]
-        mean, scale = column_scale(rows[~np.isnan(rows).any(axis=1)])
-        out[name] = (values - mean) / scale
+        out[name] = column_scale(rows[~np.isnan(rows).any(axis=1)])
     return out
+
+
+def standardise(X: dict[str, np.ndarray], train: np.ndarray) -> dict[str, np.ndarray]:
+    """Centre and scale each column with train-row statistics; constant columns are dropped to zero."""
+    return {name: (X[name] - mean) / scale for name, (mean, scale) in column_scales(X, train).items()}
 
 
 def make_estimator(method: str, kwargs: dict[str, Any], seed: int, params_source: str = "params.yaml"):
@@ -235,11 +239,9 @@ def save_preprocessing(
     cohort by :func:`load_preprocessing`.
     """
     arrays, X = {}, {}
-    for name, values in X_kept.items():
-        rows = values[train]
-        mean, scale = column_scale(rows[~np.isnan(rows).any(axis=1)])
+    for name, (mean, scale) in column_scales(X_kept, train).items():
         arrays[f"{name}/mean"], arrays[f"{name}/scale"] = np.asarray(mean), np.asarray(scale)
-        X[name] = (values - mean) / scale
+        X[name] = (X_kept[name] - mean) / scale
     write_json(
         {"modalities": list(X_kept), "columns": {m: int(v.shape[1]) for m, v in X_kept.items()}, "dropped": dropped},
         folder / PREPROCESSING_FILE,
@@ -417,7 +419,7 @@ def embed(
             if not np.isfinite(frame.to_numpy()).all():
                 raise RuntimeError(f"{method} produced non-finite embeddings")
             frame.to_parquet(out_tmp / f"{method}.parquet", index=False, compression="zstd")
-            copies[method] = (estimator, blocks)
+            copies[method] = blocks
             summary["methods"][method] = {
                 "structures": {s: int(np.asarray(b).shape[1]) for s, b in blocks.items()},
                 "columns": int(frame.shape[1]),
@@ -429,12 +431,12 @@ def embed(
     return summary
 
 
-def _copy_models(source: Path, models_dir: Path, fitted: dict, X: dict, train: np.ndarray) -> None:
+def _copy_models(source: Path, models_dir: Path, fitted: dict[str, dict], X: dict, train: np.ndarray) -> None:
     """Copy the pretrained models into the cohort's models folder, with this cohort's block R² on train rows."""
     with atomic_dir(models_dir) as tmp:
         for name in (PREPROCESSING_FILE, SCALER_FILE, "fit_summary.json"):
             shutil.copy2(source / name, tmp / name)
-        for method, (_estimator, blocks) in fitted.items():
+        for method, blocks in fitted.items():
             shutil.copytree(source / method, tmp / method)
             block_r2(X, blocks, train).to_csv(tmp / method / "cohort_block_r2.csv", float_format="%.6g")
         write_json({"fit_on": "pretraining", "models": source.as_posix()}, tmp / "fitted_on.json")

@@ -214,16 +214,7 @@ def log_metrics(metrics: Mapping[str, Any]) -> None:
     """Log the finite numeric values of ``metrics`` (NaN/None are skipped: undefined on this data)."""
     import mlflow
 
-    clean = {}
-    for k, v in metrics.items():
-        if isinstance(v, bool) or v is None:
-            continue
-        try:
-            f = float(v)
-        except (TypeError, ValueError):
-            continue
-        if math.isfinite(f):
-            clean[k] = f
+    clean = {k: f for k, v in metrics.items() if (f := _finite(v)) is not None}
     if clean:
         mlflow.log_metrics(clean)
 
@@ -238,16 +229,19 @@ def _metric_entities(metrics: Mapping[str, Any], history: Mapping[str, Any]) -> 
     items = []
     series = [(k, [v]) for k, v in metrics.items()] + list(history.items())
     for name, values in series:
-        for step, v in enumerate(values):
-            if v is None or isinstance(v, bool):
-                continue
-            try:
-                f = float(v)
-            except (TypeError, ValueError):
-                continue
-            if math.isfinite(f):
-                items.append(Metric(name, f, now, step))
+        items += [Metric(name, f, now, step) for step, v in enumerate(values) if (f := _finite(v)) is not None]
     return items
+
+
+def _finite(value: Any) -> float | None:
+    """Return ``value`` as a finite float, or None for None, bools, non-numbers, NaN and infinities."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
 
 
 def log_child_run(
